@@ -1,0 +1,7 @@
+"""``python -m minilearn`` runs the command line."""
+
+import sys
+
+from minilearn.cli import main
+
+sys.exit(main())

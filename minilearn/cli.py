@@ -1,0 +1,102 @@
+"""The ``minilearn`` command line.
+
+Bad input (a config, an option, a data set) prints one line on stderr and exits
+with code 2, with no traceback. An interrupted run exits with 130, a diverged run
+with 1. Heavy packages are imported inside the commands, so ``--help`` stays fast.
+"""
+
+import argparse
+import logging
+import sys
+
+EXIT_OK = 0
+EXIT_DIVERGED = 1
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+logger = logging.getLogger("minilearn")
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="minilearn",
+        description="Train softmax regression and MLP classifiers with hand-derived "
+                    "backward passes, from TOML configs.")
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = commands.add_parser("run", help="train the run that a config describes",
+                              description="Train the run that CONFIG describes and write a run "
+                                          "directory with metrics, plots and the model.")
+    run.add_argument("config", metavar="CONFIG", help="path of a TOML config, e.g. configs/mlp_digits.toml")
+    run.add_argument("--out", metavar="DIR",
+                     help="run directory to write (default: a new directory under runs/)")
+    run.add_argument("--overwrite", action="store_true",
+                     help="allow --out to name an existing non-empty directory")
+    run.add_argument("--set", metavar="KEY.PATH=VALUE", action="append", default=[],
+                     dest="overrides",
+                     help="override one config value, read as TOML; repeatable, "
+                          "e.g. --set optimizer.lr=0.05 --set model.hidden=[64]")
+    run.add_argument("--quiet", action="store_true",
+                     help="print only errors and the final summary; no progress bar")
+    return parser
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.version:
+        from minilearn import __version__
+
+        print(f"minilearn {__version__}")
+        return EXIT_OK
+    if args.command is None:
+        parser.print_help()
+        return EXIT_USAGE
+
+    _configure_logging(quiet=getattr(args, "quiet", False))
+    handler = {"run": _command_run}[args.command]
+    try:
+        return handler(args)
+    except (ValueError, TypeError) as error:
+        message = " ".join(str(error).split())
+        print(f"minilearn: error: {message}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("minilearn: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as error:  # noqa: BLE001 - the run directory already records it
+        logger.debug("unexpected error", exc_info=True)
+        message = " ".join(str(error).split())
+        print(f"minilearn: error: {type(error).__name__}: {message}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+def _configure_logging(quiet):
+    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+
+
+def _command_run(args):
+    from minilearn.config import load_config
+    from minilearn.runner import run
+
+    config = load_config(args.config, args.overrides)
+    result = run(config, out=args.out, overwrite=args.overwrite, config_path=args.config,
+                 progress=not args.quiet)
+
+    print(f"run directory: {result.path}")
+    print(f"status: {result.status}")
+    if result.test is not None:
+        print(f"test accuracy: {result.test['accuracy']:.4f}  test loss: {result.test['loss']:.4f}")
+    if result.status == "diverged":
+        print(f"minilearn: {result.message}", file=sys.stderr)
+        return EXIT_DIVERGED
+    if result.status == "interrupted":
+        return EXIT_INTERRUPTED
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

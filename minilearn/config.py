@@ -1,0 +1,441 @@
+"""Run configs: TOML files read, checked against a schema, filled with defaults and written back.
+
+A config is a nested dict of tables. ``SCHEMA`` lists every key with its type,
+default and rule, and ``resolve_config`` turns what a user wrote into a complete
+config or raises ``ConfigError`` with one line that names the file, the key, the
+value, what was expected and how to fix it. The loss section's options come from
+the chosen loss class's signature, and the data section's options from the chosen
+dataset, so the schema grows with them.
+"""
+
+import copy
+import difflib
+import inspect
+import math
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class ConfigError(ValueError):
+    """A config that cannot be used. The message is one line, ready for the user."""
+
+
+@dataclass(frozen=True)
+class Key:
+    """One config key: its expected type, default value and optional rule.
+
+    ``kind`` is one of "int", "float", "bool", "str", "int_list" or "table".
+    ``check(value)`` returns None when the value is allowed, or else a phrase
+    saying what was expected.
+    """
+
+    kind: str
+    default: object
+    check: object = None
+    help: str = ""
+
+
+def _positive(value):
+    return None if value > 0 else "a value > 0"
+
+
+def _at_least_one(value):
+    return None if value >= 1 else "an integer >= 1"
+
+
+def _fraction(value):
+    return None if 0 <= value < 1 else "a fraction in [0, 1)"
+
+
+def _non_negative(value):
+    return None if value >= 0 else "a value >= 0"
+
+
+def _positive_sizes(value):
+    return None if all(size >= 1 for size in value) else "a list of positive layer sizes"
+
+
+def _one_of(*choices):
+    def check(value):
+        return None if value in choices else f"one of {', '.join(repr(c) for c in choices)}"
+    return check
+
+
+ACTIVATIONS = ("relu", "tanh", "sigmoid", "identity")
+# What each model.output value makes the model emit, in the losses' terms.
+OUTPUT_KINDS = {"logits": "logits", "softmax": "probabilities", "log_softmax": "log_probabilities"}
+MODEL_OUTPUTS = tuple(OUTPUT_KINDS)
+OPTIMIZERS = ("sgd",)
+
+SCHEMA = {
+    "name": Key("str", "", help="run name, used in the run directory's name; defaults to the file name"),
+    "seed": Key("int", 0, help="seed of the split, the initial weights and the shuffle order"),
+    "data": {
+        "name": Key("str", "digits", help="dataset name"),
+        "options": Key("table", {}, help="generator parameters, e.g. n_samples and noise"),
+        "val_fraction": Key("float", 0.15, _fraction, "fraction of all samples held out for validation"),
+        "test_fraction": Key("float", 0.25, _fraction, "fraction of all samples held out for the test"),
+        "standardize": Key("bool", True, help="scale features by training-split mean and std"),
+    },
+    "model": {
+        "hidden": Key("int_list", [], _positive_sizes, "hidden layer sizes; [] is softmax regression"),
+        "activation": Key("str", "relu", _one_of(*ACTIVATIONS), "activation after each hidden layer"),
+        "output": Key("str", "logits", _one_of(*MODEL_OUTPUTS), "last layer: raw logits or a softmax"),
+        "init": Key("str", "auto", _one_of("auto", "glorot", "he"),
+                    "weight init; auto is He before ReLU and Glorot elsewhere"),
+        "dtype": Key("str", "float64", _one_of("float32", "float64"), "dtype of parameters and data"),
+    },
+    "loss": {
+        "name": Key("str", "cross_entropy", help="loss name; its options sit beside it"),
+    },
+    "optimizer": {
+        "name": Key("str", "sgd", _one_of(*OPTIMIZERS), "optimizer name"),
+        "lr": Key("float", 0.1, _positive, "learning rate"),
+        "momentum": Key("float", 0.0, _non_negative, "momentum factor; 0 turns it off"),
+        "nesterov": Key("bool", False, help="use Nesterov momentum (needs momentum > 0)"),
+        "weight_decay": Key("float", 0.0, _non_negative, "L2 penalty added to the gradient"),
+    },
+    "training": {
+        "epochs": Key("int", 30, _at_least_one, "number of passes over the training split"),
+        "batch_size": Key("int", 64, _at_least_one, "samples per gradient step"),
+        "on_nonfinite": Key("str", "stop", _one_of("stop", "continue"),
+                            "what a non-finite loss or gradient does: stop the run or go on"),
+    },
+}
+
+
+def describe_schema():
+    """Yield (dotted key, kind, default, help) for every fixed key, for docs and help."""
+    def walk(table, prefix):
+        for name, spec in table.items():
+            path = f"{prefix}{name}"
+            if isinstance(spec, dict):
+                yield from walk(spec, path + ".")
+            else:
+                yield path, spec.kind, spec.default, spec.help
+    yield from walk(SCHEMA, "")
+
+
+# Reading and overriding
+
+
+def read_config_file(path):
+    """Parse the TOML file at ``path``; a missing file or a syntax error is a ConfigError."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found; check the path "
+                          "(shipped configs are in configs/)") from None
+    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{path}: cannot read the config file: {error}") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{path}: invalid TOML: {error}; fix the syntax on that line") from None
+
+
+_BARE_WORD = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
+
+
+def parse_override(text):
+    """Split ``key.path=value`` into (["key", "path"], value), reading value as TOML.
+
+    A bare word that is not valid TOML, such as ``float32``, is taken as a string.
+    """
+    if "=" not in text:
+        raise ConfigError(f"--set {text!r}: expected key.path=value, e.g. --set optimizer.lr=0.05")
+    path, raw = text.split("=", 1)
+    keys = path.strip().split(".")
+    if not all(keys):
+        raise ConfigError(f"--set {text!r}: the key path {path!r} is empty or has an empty part")
+    raw = raw.strip()
+    try:
+        value = tomllib.loads(f"value = {raw}")["value"]
+    except tomllib.TOMLDecodeError:
+        if not _BARE_WORD.match(raw):
+            raise ConfigError(
+                f"--set {path}={raw}: the value is not valid TOML; quote strings "
+                "(e.g. 'model.dtype=\"float32\"') and write lists as [64, 32]") from None
+        value = raw
+    return keys, value
+
+
+def apply_overrides(raw, overrides):
+    """Return a copy of the raw config with each ``--set`` override applied."""
+    config = copy.deepcopy(raw)
+    for text in overrides:
+        keys, value = parse_override(text)
+        _check_override_path(keys, text)
+        table = config
+        for key in keys[:-1]:
+            table = table.setdefault(key, {})
+            if not isinstance(table, dict):
+                raise ConfigError(f"--set {text}: {key!r} is not a table")
+        table[keys[-1]] = value
+    return config
+
+
+def _check_override_path(keys, text):
+    spec = SCHEMA
+    for depth, key in enumerate(keys):
+        if not isinstance(spec, dict):
+            return
+        if key not in spec:
+            # Loss and dataset options depend on the chosen name, so resolve_config checks them.
+            if depth == 1 and keys[0] == "loss":
+                return
+            dotted = ".".join(keys[:depth + 1])
+            raise ConfigError(f"--set {text}: unknown config key {dotted!r}"
+                              f"{_suggestion(key, spec)}")
+        spec = spec[key]
+        if isinstance(spec, Key) and spec.kind == "table":
+            return
+
+
+# Resolving
+
+
+def resolve_config(raw, source="config"):
+    """Check the raw config against the schema and return it with every default filled in.
+
+    ``source`` names the file in messages. Raises ConfigError on the first problem.
+    """
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: a config must be a TOML table, got {type(raw).__name__}")
+
+    resolved = _resolve_table(raw, SCHEMA, source, prefix="", skip={"loss", "data"})
+    resolved["data"] = _resolve_data(raw.get("data", {}), source)
+    resolved["loss"] = _resolve_loss(raw.get("loss", {}), source)
+    _check_conflicts(resolved, source)
+    return resolved
+
+
+def load_config(path, overrides=()):
+    """Read, override and resolve the config file at ``path``."""
+    raw = read_config_file(path)
+    raw = apply_overrides(raw, overrides)
+    resolved = resolve_config(raw, source=str(path))
+    if not resolved["name"]:
+        resolved["name"] = Path(path).stem
+    return resolved
+
+
+def _resolve_table(raw, schema, source, prefix, skip=()):
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: {prefix.rstrip('.')} must be a table "
+                          f"([{prefix.rstrip('.')}]), got {raw!r}")
+    for key in raw:
+        if key not in schema:
+            raise ConfigError(f"{source}: unknown key {prefix + key!r}{_suggestion(key, schema)}")
+
+    resolved = {}
+    for key, spec in schema.items():
+        if key in skip:
+            continue
+        if isinstance(spec, dict):
+            resolved[key] = _resolve_table(raw.get(key, {}), spec, source, prefix + key + ".")
+        elif key in raw:
+            resolved[key] = _check_value(raw[key], spec, source, prefix + key)
+        else:
+            resolved[key] = copy.deepcopy(spec.default)
+    return resolved
+
+
+def _check_value(value, spec, source, dotted):
+    value = _check_type(value, spec.kind, source, dotted)
+    if spec.check is not None:
+        expected = spec.check(value)
+        if expected is not None:
+            raise ConfigError(f"{source}: {dotted} = {_show(value)} is invalid; expected {expected}")
+    return value
+
+
+_KIND_NAMES = {"int": "an integer", "float": "a number", "bool": "true or false",
+               "str": "a string", "int_list": "a list of integers", "table": "a table"}
+
+
+def _check_type(value, kind, source, dotted):
+    def wrong(hint=""):
+        return ConfigError(f"{source}: {dotted} = {_show(value)} has type {_toml_type(value)}; "
+                           f"expected {_KIND_NAMES[kind]}{hint}")
+
+    if kind == "int":
+        if isinstance(value, float) and value.is_integer():
+            raise wrong(f"; write it as {int(value)} without a decimal point or exponent")
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise wrong()
+    elif kind == "float":
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            hint = "; remove the quotes" if isinstance(value, str) and _is_number(value) else ""
+            raise wrong(hint)
+        value = float(value)
+        if not math.isfinite(value):
+            raise wrong("; use a finite number")
+    elif kind == "bool" and not isinstance(value, bool):
+        raise wrong()
+    elif kind == "str" and not isinstance(value, str):
+        raise wrong()
+    elif kind == "table" and not isinstance(value, dict):
+        raise wrong()
+    elif kind == "int_list":
+        if not isinstance(value, list) or any(isinstance(v, bool) or not isinstance(v, int)
+                                              for v in value):
+            raise wrong(", e.g. [128] or [64, 32]")
+    return value
+
+
+def _resolve_data(raw, source):
+    from minilearn import data
+
+    resolved = _resolve_table(raw, SCHEMA["data"], source, "data.")
+    name = resolved["name"]
+    if name not in data.dataset_names():
+        raise ConfigError(f"{source}: data.name = {name!r} is not a known dataset; "
+                          f"expected one of {', '.join(data.dataset_names())}")
+
+    allowed = data.dataset_options(name)
+    options = dict(allowed)
+    for key, value in resolved["options"].items():
+        if key not in allowed:
+            valid = ", ".join(allowed) if allowed else "none"
+            raise ConfigError(f"{source}: unknown key 'data.options.{key}' for dataset {name!r}"
+                              f"{_suggestion(key, allowed)}; its options are: {valid}")
+        options[key] = value
+    resolved["options"] = options
+
+    if resolved["val_fraction"] + resolved["test_fraction"] >= 1:
+        raise ConfigError(
+            f"{source}: data.val_fraction = {resolved['val_fraction']} and data.test_fraction = "
+            f"{resolved['test_fraction']} leave no training set; make their sum well below 1")
+    return resolved
+
+
+def _resolve_loss(raw, source):
+    from minilearn.losses import LOSSES
+
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: loss must be a table ([loss]), got {raw!r}")
+    name = raw.get("name", SCHEMA["loss"]["name"].default)
+    if not isinstance(name, str) or name not in LOSSES:
+        raise ConfigError(f"{source}: loss.name = {_show(name)} is not a known loss; "
+                          f"expected one of {', '.join(LOSSES)}")
+
+    options = loss_options(LOSSES[name])
+    resolved = {"name": name}
+    for key, value in raw.items():
+        if key == "name":
+            continue
+        if key not in options:
+            valid = ", ".join(options) if options else "none"
+            raise ConfigError(f"{source}: unknown key 'loss.{key}' for loss {name!r}"
+                              f"{_suggestion(key, options)}; its options are: {valid}")
+        resolved[key] = value
+    for key, default in options.items():
+        if key not in resolved and default is not None:
+            resolved[key] = default
+
+    try:
+        make_loss_from_config(resolved)
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"{source}: invalid [loss] options: {error}") from None
+    return resolved
+
+
+def loss_options(loss_class):
+    """Return the keyword options of a loss class with their defaults, in signature order."""
+    signature = inspect.signature(loss_class.__init__)
+    return {name: parameter.default for name, parameter in signature.parameters.items()
+            if name != "self" and parameter.kind is not inspect.Parameter.VAR_KEYWORD}
+
+
+def make_loss_from_config(loss_config):
+    """Build the loss that a resolved ``[loss]`` table describes."""
+    from minilearn.losses import LOSSES
+
+    options = {key: value for key, value in loss_config.items() if key != "name"}
+    return LOSSES[loss_config["name"]](**options)
+
+
+def _check_conflicts(config, source):
+    from minilearn.losses import LOSSES
+
+    optimizer = config["optimizer"]
+    if optimizer["nesterov"] and optimizer["momentum"] == 0:
+        raise ConfigError(f"{source}: optimizer.nesterov = true needs optimizer.momentum > 0; "
+                          "set momentum (e.g. 0.9) or turn nesterov off")
+
+    expects = getattr(LOSSES[config["loss"]["name"]], "expects", "any")
+    output = config["model"]["output"]
+    produced = OUTPUT_KINDS[output]
+    if expects != "any" and expects != produced:
+        wanted = next(name for name, kind in OUTPUT_KINDS.items() if kind == expects)
+        raise ConfigError(
+            f"{source}: loss {config['loss']['name']!r} takes {expects} but model.output = "
+            f"{output!r} gives {produced}; set model.output = {wanted!r}")
+
+
+# Writing
+
+
+def to_toml(config):
+    """Render a resolved config as TOML text that ``tomllib`` reads back to the same dict."""
+    lines = []
+    _emit_table(config, [], lines)
+    return "\n".join(lines).strip() + "\n"
+
+
+def _emit_table(table, path, lines):
+    scalars = {k: v for k, v in table.items() if not isinstance(v, dict)}
+    tables = {k: v for k, v in table.items() if isinstance(v, dict)}
+    if path and (scalars or not tables):
+        lines.append("")
+        lines.append(f"[{'.'.join(path)}]")
+    for key, value in scalars.items():
+        lines.append(f"{key} = {_toml_value(value)}")
+    for key, value in tables.items():
+        _emit_table(value, path + [key], lines)
+
+
+def _toml_value(value):
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(item) for item in value) + "]"
+    raise TypeError(f"cannot write {type(value).__name__} value {value!r} to TOML")
+
+
+# Message helpers
+
+
+def _suggestion(key, valid):
+    close = difflib.get_close_matches(key, list(valid), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _show(value):
+    if isinstance(value, (bool, int, float, list)):
+        try:
+            return _toml_value(value)
+        except TypeError:
+            pass
+    return repr(value)
+
+
+def _toml_type(value):
+    return {bool: "boolean", int: "integer", float: "float", str: "string",
+            list: "array", dict: "table"}.get(type(value), type(value).__name__)
+
+
+def _is_number(text):
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True

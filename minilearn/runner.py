@@ -1,0 +1,150 @@
+"""One run from a resolved config: data, model, loss and optimizer built, trained and written out."""
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from minilearn import layers
+from minilearn.config import make_loss_from_config, to_toml
+from minilearn.model import Sequential
+from minilearn.optim import SGD
+from minilearn.rundir import RunDirectory, command_line, open_run_directory
+from minilearn.training import evaluate, fit
+
+logger = logging.getLogger(__name__)
+
+ACTIVATION_LAYERS = {
+    "relu": layers.ReLU,
+    "tanh": layers.Tanh,
+    "sigmoid": layers.Sigmoid,
+    "identity": layers.Identity,
+}
+
+OUTPUT_LAYERS = {"logits": None, "softmax": layers.Softmax, "log_softmax": layers.LogSoftmax}
+
+
+@dataclass
+class RunResult:
+    """Where a run went and how it ended."""
+
+    path: Path
+    status: str
+    message: str
+    test: dict | None
+    history: object
+
+
+def seed_streams(seed):
+    """Derive independent generators for the initial weights and the shuffle from one seed.
+
+    The split uses ``seed`` itself (scikit-learn takes an integer), and the two
+    generators come from ``numpy.random.SeedSequence(seed).spawn(2)``.
+    """
+    init_sequence, shuffle_sequence = np.random.SeedSequence(seed).spawn(2)
+    return np.random.default_rng(init_sequence), np.random.default_rng(shuffle_sequence)
+
+
+def build_model(model_config, n_features, n_classes, rng):
+    """Build the Sequential model that a resolved ``[model]`` table describes.
+
+    Each hidden size adds a Linear layer and the activation. The last Linear layer
+    maps to ``n_classes`` logits, optionally followed by a softmax. With
+    ``init = "auto"``, layers that feed a ReLU use He initialization and the rest Glorot.
+    """
+    dtype = np.dtype(model_config["dtype"])
+    activation = model_config["activation"]
+    hidden_init = model_config["init"]
+    if hidden_init == "auto":
+        hidden_init = "he" if activation == "relu" else "glorot"
+    output_init = "glorot" if model_config["init"] == "auto" else model_config["init"]
+
+    model_layers = []
+    width = n_features
+    for size in model_config["hidden"]:
+        model_layers.append(layers.Linear(width, size, rng=rng, dtype=dtype, init=hidden_init))
+        model_layers.append(ACTIVATION_LAYERS[activation]())
+        width = size
+    model_layers.append(layers.Linear(width, n_classes, rng=rng, dtype=dtype, init=output_init))
+
+    output_layer = OUTPUT_LAYERS[model_config["output"]]
+    if output_layer is not None:
+        model_layers.append(output_layer())
+    return Sequential(model_layers)
+
+
+def build_optimizer(optimizer_config):
+    """Build the optimizer that a resolved ``[optimizer]`` table describes."""
+    options = {key: value for key, value in optimizer_config.items() if key != "name"}
+    return SGD(**options)
+
+
+def load_splits(config):
+    """Load, split, standardize and cast the data of a resolved config."""
+    from minilearn.data import prepare_splits
+
+    data_config = config["data"]
+    return prepare_splits(
+        data_config["name"], data_config["options"],
+        val_fraction=data_config["val_fraction"], test_fraction=data_config["test_fraction"],
+        standardize=data_config["standardize"], seed=config["seed"],
+        dtype=config["model"]["dtype"])
+
+
+def run(config, *, out=None, overwrite=False, runs_parent="runs", config_path=None,
+        progress=True):
+    """Train the run that ``config`` describes and write its run directory.
+
+    The directory gets the resolved config and a manifest first, then the metrics
+    after every epoch, and the test metrics, plot and model at the end. Whatever
+    happens, the manifest records the final status. An exception inside training
+    leaves status ``failed`` and is raised again.
+    """
+    path = open_run_directory(out, parent=runs_parent, name=config["name"] or "run",
+                              overwrite=overwrite)
+    directory = RunDirectory(path)
+    directory.write_config(to_toml(config))
+    directory.start_manifest(seed=config["seed"], command=command_line(), config_path=config_path)
+    logger.info("run directory: %s", path)
+
+    try:
+        result = _train_and_write(config, directory, progress)
+    except BaseException as error:
+        directory.finish_manifest("failed", message=f"{type(error).__name__}: {error}")
+        raise
+    return result
+
+
+def _train_and_write(config, directory, progress):
+    splits = load_splits(config)
+    init_rng, shuffle_rng = seed_streams(config["seed"])
+    model = build_model(config["model"], splits.n_features, splits.n_classes, init_rng)
+    loss = make_loss_from_config(config["loss"])
+    optimizer = build_optimizer(config["optimizer"])
+    records = []
+
+    def save_epoch(record, _model):
+        records.append(record)
+        directory.write_metrics(records)
+
+    X_train, y_train = splits.train
+    history = fit(model, loss, optimizer, X_train, y_train,
+                  epochs=config["training"]["epochs"],
+                  batch_size=config["training"]["batch_size"],
+                  seed=shuffle_rng, validation=splits.val, progress=progress,
+                  on_nonfinite=config["training"]["on_nonfinite"],
+                  on_epoch_end=save_epoch)
+
+    test = None
+    if splits.test is not None:
+        test_loss, test_accuracy = evaluate(model, loss, *splits.test)
+        test = {"loss": test_loss, "accuracy": test_accuracy}
+    directory.write_metrics(records, test=test,
+                            extra={"status": history.status,
+                                   "first_nonfinite": history.first_nonfinite})
+    directory.write_model(model)
+    directory.write_plot(records, title=f"{config['name']} (seed {config['seed']})")
+    directory.finish_manifest(history.status, message=history.message,
+                              first_nonfinite=history.first_nonfinite)
+    return RunResult(directory.path, history.status, history.message, test, history)
