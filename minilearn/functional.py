@@ -1,10 +1,59 @@
 """Pure functions on logits and probabilities, shared by the layers and the losses.
 
 Shapes: N is the batch size and K the number of classes. Every function works
-along ``axis`` (the last one by default) and keeps the input's dtype.
+along ``axis`` (the last one by default) and keeps the input's dtype: float32
+stays float32. Integer input is computed in float64.
+
+Non-finite logits follow one policy. A row whose entries are all -inf has
+logsumexp -inf. A row that contains +inf or NaN has no defined softmax, so
+``softmax`` and ``log_softmax`` return NaN for the whole row and ``logsumexp``
+returns +inf (for +inf) or NaN. The losses pass these NaN values on, which the
+training loop reports as a non-finite loss.
 """
 
+import numbers
+
 import numpy as np
+
+from minilearn.validation import check_class_targets
+
+
+def _as_float(x):
+    """Return x as an array, keeping float32 and float64 and converting anything else to float64."""
+    x = np.asarray(x)
+    if x.dtype not in (np.float32, np.float64):
+        x = x.astype(np.float64)
+    return x
+
+
+def _log_sum_exp_parts(x, axis):
+    """Split log(sum(exp(x))) along ``axis`` into the row maximum and a small remainder.
+
+    Returns ``(row_max, shifted, log_rest)``, each with ``axis`` kept as size 1 except
+    ``shifted``, which has the shape of x. For a row with a finite maximum m:
+
+        shifted  = x - m
+        log_rest = log1p(sum of exp(shifted) over every entry except one argmax)
+        logsumexp(x)   = m + log_rest
+        log_softmax(x) = shifted - log_rest
+
+    Leaving the argmax entry's exp(0) = 1 out of the sum and adding it back through
+    log1p keeps log_rest accurate when it is tiny: for the logits [40, 0] it is
+    log1p(exp(-40)) = 4.25e-18, where log(1 + exp(-40)) rounds to 0. Rows without a
+    finite maximum produce meaningless values here, and the callers replace them.
+    """
+    # argmax returns the first NaN of a row that has one, so row_max is NaN there, as np.max gives.
+    argmax = np.argmax(x, axis=axis, keepdims=True)
+    row_max = np.take_along_axis(x, argmax, axis=axis)
+    shift = np.where(np.isfinite(row_max), row_max, 0).astype(x.dtype, copy=False)
+
+    # Warnings can only come from rows without a finite maximum, whose values are discarded.
+    with np.errstate(over="ignore", invalid="ignore"):
+        shifted = x - shift
+        exps = np.exp(shifted)
+    np.put_along_axis(exps, argmax, 0, axis=axis)
+    log_rest = np.log1p(np.sum(exps, axis=axis, keepdims=True))
+    return row_max, shifted, log_rest
 
 
 def logsumexp(x, axis=-1, keepdims=False):
@@ -12,15 +61,15 @@ def logsumexp(x, axis=-1, keepdims=False):
 
     Each row is shifted by its own maximum m, because
     log(sum(exp(x))) = m + log(sum(exp(x - m))) and every exp(x - m) is at most 1.
-    A row whose entries are all -inf gives -inf.
+    A row whose entries are all -inf gives -inf, a row containing +inf gives +inf
+    and a row containing NaN gives NaN.
     """
-    x = np.asarray(x)
-    row_max = np.max(x, axis=axis, keepdims=True)
-    # An all -inf row would give -inf - (-inf) = nan; shift such rows by 0 instead.
-    shift = np.where(np.isfinite(row_max), row_max, 0).astype(x.dtype, copy=False)
+    x = _as_float(x)
+    row_max, _, log_rest = _log_sum_exp_parts(x, axis)
 
-    with np.errstate(divide="ignore"):
-        out = np.log(np.sum(np.exp(x - shift), axis=axis, keepdims=True)) + shift
+    # m + log_rest is wrong without a finite m, but the maximum itself is the answer there.
+    with np.errstate(invalid="ignore"):
+        out = np.where(np.isfinite(row_max), row_max + log_rest, row_max)
 
     if not keepdims:
         out = np.squeeze(out, axis=axis)
@@ -28,20 +77,116 @@ def logsumexp(x, axis=-1, keepdims=False):
 
 
 def log_softmax(x, axis=-1):
-    """Compute log(softmax(x)) = x - logsumexp(x) along ``axis``, shape kept."""
-    x = np.asarray(x)
-    return x - logsumexp(x, axis=axis, keepdims=True)
+    """Compute log(softmax(x)) = x - logsumexp(x) along ``axis``, shape kept.
+
+    The log-probability of each row's largest entry is -log1p(r), with r the sum of
+    exp(x_j - max) over the other entries, so it keeps full precision when it is
+    tiny: for the float64 logits [40, 0] it is -4.25e-18, not 0. Rows that contain
+    +inf or NaN, and rows that are all -inf, give NaN. Other -inf entries give -inf.
+    """
+    x = _as_float(x)
+    row_max, shifted, log_rest = _log_sum_exp_parts(x, axis)
+
+    # Rows without a finite maximum may warn here, and their values are replaced by NaN.
+    with np.errstate(invalid="ignore"):
+        out = shifted - log_rest
+    return np.where(np.isfinite(row_max), out, np.nan).astype(x.dtype, copy=False)
 
 
 def softmax(x, axis=-1):
-    """Compute exp(x) / sum(exp(x)) along ``axis``, shifted by each row's maximum."""
-    x = np.asarray(x)
-    shifted = np.exp(x - np.max(x, axis=axis, keepdims=True))
+    """Compute exp(x) / sum(exp(x)) along ``axis``, shifted by each row's maximum.
+
+    Rows that contain +inf or NaN, and rows that are all -inf, give NaN.
+    """
+    x = _as_float(x)
+    row_max = np.max(x, axis=axis, keepdims=True)
+
+    # inf - inf in the rows without a finite maximum is the NaN those rows should get.
+    with np.errstate(invalid="ignore"):
+        shifted = np.exp(x - row_max)
     return shifted / np.sum(shifted, axis=axis, keepdims=True)
 
 
+def sigmoid(x):
+    """Compute 1 / (1 + exp(-x)) elementwise without overflow.
+
+    exp(-|x|) never overflows, so each sign uses the algebraically equal form built
+    on it: 1 / (1 + e) for x >= 0 and e / (1 + e) for x < 0, with e = exp(-|x|).
+    Both keep full relative precision, e.g. sigmoid(-100) = 3.720075976020836e-44.
+    """
+    x = _as_float(x)
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1 / (1 + e), e / (1 + e))
+
+
 def one_hot(targets, num_classes, dtype=np.float64):
-    """Return the one-hot matrix of shape (N, K) for integer targets of shape (N,)."""
+    """Return the one-hot matrix of shape (N, K) for integer targets of shape (N,).
+
+    Targets outside [0, K) raise ValueError instead of wrapping around, so -1 is
+    never taken as the last class.
+    """
+    targets = check_class_targets(targets, num_classes)
     out = np.zeros((len(targets), num_classes), dtype=dtype)
     out[np.arange(len(targets)), targets] = 1
     return out
+
+
+def _log_base(base):
+    """Return log(base), the divisor that turns nats into units of ``base``."""
+    if base is None:
+        return 1.0
+    if isinstance(base, bool) or not isinstance(base, numbers.Real):
+        raise TypeError(f"base must be a number or None, got {base!r}; use None or np.e for "
+                        "nats and 2 for bits")
+    if not (np.isfinite(base) and base > 0 and base != 1):
+        raise ValueError(f"base must be a positive finite number other than 1, got {base!r}; "
+                         "use None or np.e for nats and 2 for bits")
+    return float(np.log(base))
+
+
+def entropy(p, axis=-1, base=None):
+    """Compute the Shannon entropy H(p) = -sum_k p_k log p_k along ``axis``.
+
+    ``p`` is taken as given, without normalizing it. Terms with p_k = 0 count as 0
+    (the limit of p log p). ``base`` None or e gives nats and 2 gives bits.
+    """
+    p = _as_float(p)
+    scale = _log_base(base)
+
+    with np.errstate(divide="ignore", invalid="ignore"):
+        terms = np.where(p == 0, p.dtype.type(0), p * np.log(p))
+    return -np.sum(terms, axis=axis) / scale
+
+
+def cross_entropy(p, q, axis=-1, base=None):
+    """Compute the cross-entropy H(p, q) = -sum_k p_k log q_k along ``axis``.
+
+    For probability distributions p and q, taken as given. Terms with p_k = 0 count
+    as 0, even where q_k = 0, and a term with p_k > 0 and q_k = 0 makes the result
+    inf. ``base`` None or e gives nats and 2 gives bits. For a loss on logits use
+    ``minilearn.losses.CrossEntropy``.
+    """
+    p = _as_float(p)
+    q = _as_float(q)
+    scale = _log_base(base)
+
+    with np.errstate(divide="ignore", invalid="ignore"):
+        terms = np.where(p == 0, p.dtype.type(0), p * np.log(q))
+    return -np.sum(terms, axis=axis) / scale
+
+
+def kl_divergence(p, q, axis=-1, base=None):
+    """Compute the Kullback-Leibler divergence KL(p || q) = sum_k p_k log(p_k / q_k) along ``axis``.
+
+    Equals cross_entropy(p, q) - entropy(p) up to rounding. Terms with p_k = 0 count
+    as 0, and a term with p_k > 0 and q_k = 0 makes the result inf. ``base`` None or
+    e gives nats and 2 gives bits.
+    """
+    p = _as_float(p)
+    q = _as_float(q)
+    scale = _log_base(base)
+
+    # log p - log q rather than log(p / q), because p / q can overflow or underflow.
+    with np.errstate(divide="ignore", invalid="ignore"):
+        terms = np.where(p == 0, p.dtype.type(0), p * (np.log(p) - np.log(q)))
+    return np.sum(terms, axis=axis) / scale
