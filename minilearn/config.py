@@ -416,6 +416,10 @@ def _toml_value(value):
 
 def _suggestion(key, valid):
     close = difflib.get_close_matches(key, list(valid), n=1, cutoff=0.6)
+    if not close:
+        # Catch abbreviations and extensions that difflib scores low, e.g. lrate for lr.
+        close = [name for name in valid if len(name) >= 2 and
+                 (key.startswith(name) or name.startswith(key))][:1]
     return f"; did you mean {close[0]!r}?" if close else ""
 
 

@@ -144,7 +144,10 @@ def _train_and_write(config, directory, progress):
                             extra={"status": history.status,
                                    "first_nonfinite": history.first_nonfinite})
     directory.write_model(model)
-    directory.write_plot(records, title=f"{config['name']} (seed {config['seed']})")
+    if records:
+        directory.write_plot(records, title=f"{config['name']} (seed {config['seed']})")
+    else:
+        logger.warning("no epoch completed, so no loss curve was drawn")
     directory.finish_manifest(history.status, message=history.message,
                               first_nonfinite=history.first_nonfinite)
     return RunResult(directory.path, history.status, history.message, test, history)
