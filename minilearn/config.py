@@ -67,7 +67,6 @@ ACTIVATIONS = ("relu", "tanh", "sigmoid", "identity")
 # What each model.output value makes the model emit, in the losses' terms.
 OUTPUT_KINDS = {"logits": "logits", "softmax": "probabilities", "log_softmax": "log_probabilities"}
 MODEL_OUTPUTS = tuple(OUTPUT_KINDS)
-OPTIMIZERS = ("sgd",)
 
 SCHEMA = {
     "name": Key("str", "", help="run name, used in the run directory's name; defaults to the file name"),
@@ -91,11 +90,8 @@ SCHEMA = {
         "name": Key("str", "cross_entropy", help="loss name; its options sit beside it"),
     },
     "optimizer": {
-        "name": Key("str", "sgd", _one_of(*OPTIMIZERS), "optimizer name"),
+        "name": Key("str", "sgd", help="optimizer name; its options sit beside it"),
         "lr": Key("float", 0.1, _positive, "learning rate"),
-        "momentum": Key("float", 0.0, _non_negative, "momentum factor; 0 turns it off"),
-        "nesterov": Key("bool", False, help="use Nesterov momentum (needs momentum > 0)"),
-        "weight_decay": Key("float", 0.0, _non_negative, "L2 penalty added to the gradient"),
     },
     "training": {
         "epochs": Key("int", 30, _at_least_one, "number of passes over the training split"),
@@ -206,9 +202,11 @@ def resolve_config(raw, source="config"):
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: a config must be a TOML table, got {type(raw).__name__}")
 
-    resolved = _resolve_table(raw, SCHEMA, source, prefix="", skip={"loss", "data"})
+    resolved = _resolve_table(raw, SCHEMA, source, prefix="",
+                              skip={"loss", "data", "optimizer"})
     resolved["data"] = _resolve_data(raw.get("data", {}), source)
-    resolved["loss"] = _resolve_loss(raw.get("loss", {}), source)
+    resolved["loss"] = _resolve_named(raw.get("loss", {}), "loss", source)
+    resolved["optimizer"] = _resolve_named(raw.get("optimizer", {}), "optimizer", source)
     _check_conflicts(resolved, source)
     return resolved
 
@@ -254,7 +252,8 @@ def _check_value(value, spec, source, dotted):
 
 
 _KIND_NAMES = {"int": "an integer", "float": "a number", "bool": "true or false",
-               "str": "a string", "int_list": "a list of integers", "table": "a table"}
+               "str": "a string", "int_list": "a list of integers", "table": "a table",
+               "any": "any value"}
 
 
 def _check_type(value, kind, source, dotted):
@@ -280,6 +279,8 @@ def _check_type(value, kind, source, dotted):
         raise wrong()
     elif kind == "table" and not isinstance(value, dict):
         raise wrong()
+    elif kind == "any":
+        return value
     elif kind == "int_list":
         if not isinstance(value, list) or any(isinstance(v, bool) or not isinstance(v, int)
                                               for v in value):
@@ -313,61 +314,115 @@ def _resolve_data(raw, source):
     return resolved
 
 
-def _resolve_loss(raw, source):
-    from minilearn.losses import LOSSES
+def _registry(section):
+    from minilearn.registry import LOSSES, OPTIMIZERS
 
+    # Importing the modules registers their classes.
+    import minilearn.losses  # noqa: F401
+    import minilearn.optim  # noqa: F401
+
+    return {"loss": LOSSES, "optimizer": OPTIMIZERS}[section]
+
+
+def _resolve_named(raw, section, source):
+    """Resolve a ``[loss]`` or ``[optimizer]`` table: a registered name and its options.
+
+    The options are the keyword arguments of the named class. A value is type-checked
+    against the default's type, and the class itself checks the rest when it is built.
+    """
     if not isinstance(raw, dict):
-        raise ConfigError(f"{source}: loss must be a table ([loss]), got {raw!r}")
-    name = raw.get("name", SCHEMA["loss"]["name"].default)
-    if not isinstance(name, str) or name not in LOSSES:
-        raise ConfigError(f"{source}: loss.name = {_show(name)} is not a known loss; "
-                          f"expected one of {', '.join(LOSSES)}")
+        raise ConfigError(f"{source}: {section} must be a table ([{section}]), got {raw!r}")
+    registry = _registry(section)
+    fixed = SCHEMA[section]
+    name = raw.get("name", fixed["name"].default)
+    if not isinstance(name, str) or name not in registry:
+        raise ConfigError(f"{source}: {section}.name = {_show(name)} is not a known {section}; "
+                          f"expected one of {', '.join(registry)}")
 
-    options = loss_options(LOSSES[name])
+    options = constructor_options(registry.get(name))
     resolved = {"name": name}
     for key, value in raw.items():
         if key == "name":
             continue
         if key not in options:
             valid = ", ".join(options) if options else "none"
-            raise ConfigError(f"{source}: unknown key 'loss.{key}' for loss {name!r}"
+            raise ConfigError(f"{source}: unknown key '{section}.{key}' for {section} {name!r}"
                               f"{_suggestion(key, options)}; its options are: {valid}")
+        if key in fixed:
+            value = _check_value(value, fixed[key], source, f"{section}.{key}")
+        elif options[key] is not None and options[key] is not _REQUIRED:
+            value = _check_type(value, _kind_of(options[key]), source, f"{section}.{key}")
         resolved[key] = value
     for key, default in options.items():
-        if key not in resolved and default is not None:
+        if key in resolved:
+            continue
+        if key in fixed:
+            resolved[key] = copy.deepcopy(fixed[key].default)
+        elif default is _REQUIRED:
+            raise ConfigError(f"{source}: {section}.{key} is missing; {section} {name!r} needs it")
+        elif default is not None:
             resolved[key] = default
 
     try:
-        make_loss_from_config(resolved)
+        build_from_config(resolved, section)
     except (TypeError, ValueError) as error:
-        raise ConfigError(f"{source}: invalid [loss] options: {error}") from None
+        raise ConfigError(f"{source}: {_option_message(error, section, resolved)}") from None
     return resolved
 
 
-def loss_options(loss_class):
-    """Return the keyword options of a loss class with their defaults, in signature order."""
-    signature = inspect.signature(loss_class.__init__)
-    return {name: parameter.default for name, parameter in signature.parameters.items()
-            if name != "self" and parameter.kind is not inspect.Parameter.VAR_KEYWORD}
+_REQUIRED = object()
+
+
+def constructor_options(cls):
+    """Return the keyword options of a class's constructor with their defaults, in order.
+
+    An option without a default maps to a private marker meaning "required".
+    """
+    signature = inspect.signature(cls.__init__)
+    options = {}
+    for name, parameter in signature.parameters.items():
+        if name == "self" or parameter.kind in (inspect.Parameter.VAR_KEYWORD,
+                                                 inspect.Parameter.VAR_POSITIONAL):
+            continue
+        empty = parameter.default is inspect.Parameter.empty
+        options[name] = _REQUIRED if empty else parameter.default
+    return options
+
+
+def _kind_of(default):
+    if isinstance(default, bool):
+        return "bool"
+    if isinstance(default, int):
+        return "int"
+    if isinstance(default, float):
+        return "float"
+    if isinstance(default, str):
+        return "str"
+    return "any"
+
+
+def _option_message(error, section, resolved):
+    """Name the config key that a constructor's error message is about, when it names one."""
+    message = " ".join(str(error).split())
+    for key, value in resolved.items():
+        if key != "name" and re.search(rf"\b{re.escape(key)}\b", message):
+            return f"{section}.{key} = {_show(value)} is invalid: {message}"
+    return f"invalid [{section}] options: {message}"
+
+
+def build_from_config(section_config, section):
+    """Build the loss or optimizer that a resolved ``[loss]`` or ``[optimizer]`` table describes."""
+    options = {key: value for key, value in section_config.items() if key != "name"}
+    return _registry(section).get(section_config["name"])(**options)
 
 
 def make_loss_from_config(loss_config):
     """Build the loss that a resolved ``[loss]`` table describes."""
-    from minilearn.losses import LOSSES
-
-    options = {key: value for key, value in loss_config.items() if key != "name"}
-    return LOSSES[loss_config["name"]](**options)
+    return build_from_config(loss_config, "loss")
 
 
 def _check_conflicts(config, source):
-    from minilearn.losses import LOSSES
-
-    optimizer = config["optimizer"]
-    if optimizer["nesterov"] and optimizer["momentum"] == 0:
-        raise ConfigError(f"{source}: optimizer.nesterov = true needs optimizer.momentum > 0; "
-                          "set momentum (e.g. 0.9) or turn nesterov off")
-
-    expects = getattr(LOSSES[config["loss"]["name"]], "expects", "any")
+    expects = getattr(_registry("loss").get(config["loss"]["name"]), "expects", "any")
     output = config["model"]["output"]
     produced = OUTPUT_KINDS[output]
     if expects != "any" and expects != produced:

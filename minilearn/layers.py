@@ -15,6 +15,7 @@ input gives float32 outputs and gradients.
 import numpy as np
 
 from minilearn import functional as F
+from minilearn.registry import LAYERS
 from minilearn.validation import check_dtype
 
 
@@ -51,6 +52,7 @@ class Layer:
         return f"{type(self).__name__}()"
 
 
+@LAYERS.register("linear")
 class Linear(Layer):
     """Affine map ``x @ weight + bias``.
 
@@ -125,6 +127,7 @@ class Linear(Layer):
         return f"Linear({self.in_features}, {self.out_features}, dtype={self.params['weight'].dtype})"
 
 
+@LAYERS.register("identity")
 class Identity(Layer):
     """out = x, so dL/dx = dL/d(out)."""
 
@@ -135,6 +138,7 @@ class Identity(Layer):
         return grad_output
 
 
+@LAYERS.register("relu")
 class ReLU(Layer):
     """out = max(x, 0) elementwise. dL/dx = dL/d(out) where x > 0, else 0."""
 
@@ -146,6 +150,7 @@ class ReLU(Layer):
         return grad_output * (self._out > 0)
 
 
+@LAYERS.register("tanh")
 class Tanh(Layer):
     """out = tanh(x). dL/dx = dL/d(out) * (1 - out**2)."""
 
@@ -157,6 +162,7 @@ class Tanh(Layer):
         return grad_output * (1 - self._out * self._out)
 
 
+@LAYERS.register("sigmoid")
 class Sigmoid(Layer):
     """out = 1 / (1 + exp(-x)). dL/dx = dL/d(out) * out * (1 - out)."""
 
@@ -170,6 +176,7 @@ class Sigmoid(Layer):
         return grad_output * self._out * (1 - self._out)
 
 
+@LAYERS.register("softmax")
 class Softmax(Layer):
     """Probabilities p = softmax(x) along the last axis, shape (N, K).
 
@@ -187,6 +194,7 @@ class Softmax(Layer):
         return p * (grad_output - weighted)
 
 
+@LAYERS.register("log_softmax")
 class LogSoftmax(Layer):
     """Log-probabilities y = x - logsumexp(x) along the last axis, shape (N, K).
 

@@ -4,6 +4,8 @@ import numbers
 
 import numpy as np
 
+from minilearn.registry import OPTIMIZERS
+
 
 def _check_number(name, value, *, minimum, strict, fix):
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
@@ -36,6 +38,7 @@ class Optimizer:
         self.state.clear()
 
 
+@OPTIMIZERS.register("sgd")
 class SGD(Optimizer):
     """Stochastic gradient descent with optional momentum, Nesterov momentum and L2 decay.
 

@@ -7,9 +7,8 @@ from pathlib import Path
 import numpy as np
 
 from minilearn import layers
-from minilearn.config import make_loss_from_config, to_toml
+from minilearn.config import build_from_config, make_loss_from_config, to_toml
 from minilearn.model import Sequential
-from minilearn.optim import SGD
 from minilearn.rundir import RunDirectory, command_line, open_run_directory
 from minilearn.training import evaluate, fit
 
@@ -76,8 +75,7 @@ def build_model(model_config, n_features, n_classes, rng):
 
 def build_optimizer(optimizer_config):
     """Build the optimizer that a resolved ``[optimizer]`` table describes."""
-    options = {key: value for key, value in optimizer_config.items() if key != "name"}
-    return SGD(**options)
+    return build_from_config(optimizer_config, "optimizer")
 
 
 def load_splits(config):
