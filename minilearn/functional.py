@@ -29,18 +29,21 @@ def _as_float(x):
 def _log_sum_exp_parts(x, axis):
     """Split log(sum(exp(x))) along ``axis`` into the row maximum and a small remainder.
 
-    Returns ``(row_max, shifted, log_rest)``, each with ``axis`` kept as size 1 except
-    ``shifted``, which has the shape of x. For a row with a finite maximum m:
+    Returns ``(argmax, row_max, shifted, exps, rest)``. ``shifted`` and ``exps`` have
+    the shape of x, and the others keep ``axis`` as size 1. For a row with a finite
+    maximum m:
 
-        shifted  = x - m
-        log_rest = log1p(sum of exp(shifted) over every entry except one argmax)
-        logsumexp(x)   = m + log_rest
-        log_softmax(x) = shifted - log_rest
+        shifted = x - m
+        exps    = exp(shifted), with 0 in place of one argmax entry's exp(0) = 1
+        rest    = sum(exps), so that
+        logsumexp(x)   = m + log1p(rest)
+        log_softmax(x) = shifted - log1p(rest)
 
-    Leaving the argmax entry's exp(0) = 1 out of the sum and adding it back through
-    log1p keeps log_rest accurate when it is tiny: for the logits [40, 0] it is
+    Leaving the argmax entry's 1 out of the sum and adding it back through log1p
+    keeps the result accurate when rest is tiny: for the logits [40, 0],
     log1p(exp(-40)) = 4.25e-18, where log(1 + exp(-40)) rounds to 0. Rows without a
     finite maximum produce meaningless values here, and the callers replace them.
+    Callers may overwrite ``shifted`` and ``exps``, which are fresh arrays.
     """
     # argmax returns the first NaN of a row that has one, so row_max is NaN there, as np.max gives.
     argmax = np.argmax(x, axis=axis, keepdims=True)
@@ -52,8 +55,16 @@ def _log_sum_exp_parts(x, axis):
         shifted = x - shift
         exps = np.exp(shifted)
     np.put_along_axis(exps, argmax, 0, axis=axis)
-    log_rest = np.log1p(np.sum(exps, axis=axis, keepdims=True))
-    return row_max, shifted, log_rest
+    rest = np.sum(exps, axis=axis, keepdims=True)
+    return argmax, row_max, shifted, exps, rest
+
+
+def _fill_rows_without_finite_max(out, row_max):
+    """Set to NaN, in place, the rows of ``out`` whose maximum is +inf, -inf or NaN."""
+    not_finite = ~np.isfinite(row_max)
+    if not_finite.any():
+        np.copyto(out, np.nan, where=not_finite)
+    return out
 
 
 def logsumexp(x, axis=-1, keepdims=False):
@@ -65,11 +76,11 @@ def logsumexp(x, axis=-1, keepdims=False):
     and a row containing NaN gives NaN.
     """
     x = _as_float(x)
-    row_max, _, log_rest = _log_sum_exp_parts(x, axis)
+    _, row_max, _, _, rest = _log_sum_exp_parts(x, axis)
 
-    # m + log_rest is wrong without a finite m, but the maximum itself is the answer there.
+    # m + log1p(rest) is wrong without a finite m, but the maximum itself is the result there.
     with np.errstate(invalid="ignore"):
-        out = np.where(np.isfinite(row_max), row_max + log_rest, row_max)
+        out = np.where(np.isfinite(row_max), row_max + np.log1p(rest), row_max)
 
     if not keepdims:
         out = np.squeeze(out, axis=axis)
@@ -84,13 +95,29 @@ def log_softmax(x, axis=-1):
     tiny: for the float64 logits [40, 0] it is -4.25e-18, not 0. Rows that contain
     +inf or NaN, and rows that are all -inf, give NaN. Other -inf entries give -inf.
     """
-    x = _as_float(x)
-    row_max, shifted, log_rest = _log_sum_exp_parts(x, axis)
+    return softmax_and_log_softmax(x, axis)[1]
 
-    # Rows without a finite maximum may warn here, and their values are replaced by NaN.
+
+def softmax_and_log_softmax(x, axis=-1):
+    """Compute ``(softmax(x), log_softmax(x))`` along ``axis`` in one pass over x.
+
+    A loss that needs both, such as ``CrossEntropy``, saves one exp of the whole
+    array. The probabilities are exp(x - m) / (1 + r) and the log-probabilities
+    x - m - log1p(r), with m the row maximum and r the sum of exp(x_j - m) over
+    every entry but one argmax. Non-finite rows follow ``log_softmax``.
+    """
+    x = _as_float(x)
+    argmax, row_max, shifted, exps, rest = _log_sum_exp_parts(x, axis)
+
+    # In place, because large temporary arrays cost more than the arithmetic here.
     with np.errstate(invalid="ignore"):
-        out = shifted - log_rest
-    return np.where(np.isfinite(row_max), out, np.nan).astype(x.dtype, copy=False)
+        log_probs = np.subtract(shifted, np.log1p(rest), out=shifted)
+        np.put_along_axis(exps, argmax, 1, axis=axis)
+        probs = np.divide(exps, 1 + rest, out=exps)
+
+    _fill_rows_without_finite_max(log_probs, row_max)
+    _fill_rows_without_finite_max(probs, row_max)
+    return probs, log_probs
 
 
 def softmax(x, axis=-1):
@@ -103,8 +130,10 @@ def softmax(x, axis=-1):
 
     # inf - inf in the rows without a finite maximum is the NaN those rows should get.
     with np.errstate(invalid="ignore"):
-        shifted = np.exp(x - row_max)
-    return shifted / np.sum(shifted, axis=axis, keepdims=True)
+        out = np.subtract(x, row_max)
+        np.exp(out, out=out)
+    out /= np.sum(out, axis=axis, keepdims=True)
+    return out
 
 
 def sigmoid(x):

@@ -116,6 +116,20 @@ def test_softmax_matches_exp_of_log_softmax():
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-15)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_softmax_and_log_softmax_pair(dtype):
+    x = np.concatenate([random_rows(10.0), [[np.inf, 0, 0, 0, 0], [-np.inf] * 5]]).astype(dtype)
+
+    probs, log_probs = F.softmax_and_log_softmax(x)
+
+    assert probs.dtype == dtype
+    assert log_probs.dtype == dtype
+    np.testing.assert_array_equal(log_probs, F.log_softmax(x))
+    rtol = 1e-6 if dtype == np.float32 else 1e-15
+    np.testing.assert_allclose(probs, F.softmax(x), rtol=rtol, atol=0)
+    assert np.isnan(probs[-2:]).all()
+
+
 def test_all_negative_infinity_row():
     x = np.array([[-np.inf, -np.inf], [0.0, 1.0]])
 
