@@ -405,7 +405,7 @@ class CrossEntropy(Loss):
         grad = probs.copy()
         grad[np.arange(n_samples), targets] = target_grad
 
-        # Row n gets w[y_n]; ignored rows get 0, even where p is NaN.
+        # Row n gets the factor w[y_n], and ignored rows get 0 even where p is NaN.
         if self.weight is not None:
             grad *= sample_weight.astype(probs.dtype)[:, None]
         if not kept.all():
@@ -514,7 +514,7 @@ class ProbabilityNLL(Loss):
         self.clip = clip
 
     def forward(self, probs, targets):
-        """Return -mean (or sum) of log p[n, y_n] for probabilities (N, K) and class indices (N,)."""
+        """Return the reduced -log p[n, y_n] for probabilities (N, K) and class indices (N,)."""
         probs = _as_class_outputs(probs, "probs")
         _check_batch_size(probs, targets, "probs")
         n_samples, n_classes = probs.shape
