@@ -12,6 +12,7 @@ import sys
 EXIT_OK = 0
 EXIT_DIVERGED = 1
 EXIT_FAILED = 1
+EXIT_DIFFERENT = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
@@ -40,6 +41,18 @@ def build_parser():
                           "e.g. --set optimizer.lr=0.05 --set model.hidden=[64]")
     run.add_argument("--quiet", action="store_true",
                      help="print only errors and the final summary; no progress bar")
+
+    replay = commands.add_parser(
+        "replay", help="rerun a run from its config.toml and compare the results bit for bit",
+        description="Rerun RUN_DIR from its config.toml into a new directory and check that "
+                    "every metric and parameter matches the original bit for bit. Exits with "
+                    "1 and names the first difference when they differ.")
+    replay.add_argument("run_dir", metavar="RUN_DIR", help="a run directory written by minilearn run")
+    replay.add_argument("--out", metavar="DIR",
+                        help="directory of the replay (default: RUN_DIR-replay-<time> beside it)")
+    replay.add_argument("--overwrite", action="store_true",
+                        help="allow --out to name an existing non-empty directory")
+    replay.add_argument("--quiet", action="store_true", help="print only errors and the verdict")
     return parser
 
 
@@ -56,7 +69,7 @@ def main(argv=None):
         return EXIT_USAGE
 
     _configure_logging(quiet=getattr(args, "quiet", False))
-    handler = {"run": _command_run}[args.command]
+    handler = {"run": _command_run, "replay": _command_replay}[args.command]
     try:
         return handler(args)
     except (ValueError, TypeError) as error:
@@ -96,6 +109,20 @@ def _command_run(args):
     if result.status == "interrupted":
         return EXIT_INTERRUPTED
     return EXIT_OK
+
+
+def _command_replay(args):
+    from minilearn.replay import replay_run
+
+    report = replay_run(args.run_dir, out=args.out, overwrite=args.overwrite)
+    print(f"replay directory: {report.replay}")
+    if report.identical:
+        print("identical: every metric and parameter matches the original bit for bit")
+        return EXIT_OK
+    print(f"different: {report.differences[0]}")
+    if len(report.differences) > 1:
+        print(f"({len(report.differences) - 1} more difference(s))")
+    return EXIT_DIFFERENT
 
 
 if __name__ == "__main__":

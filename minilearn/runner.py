@@ -8,6 +8,7 @@ import numpy as np
 
 from minilearn import layers
 from minilearn.config import build_from_config, make_loss_from_config, to_toml
+from minilearn.losses import CrossEntropy, NLLLoss
 from minilearn.model import Sequential
 from minilearn.rundir import RunDirectory, command_line, open_run_directory
 from minilearn.training import evaluate, fit
@@ -22,6 +23,29 @@ ACTIVATION_LAYERS = {
 }
 
 OUTPUT_LAYERS = {"logits": None, "softmax": layers.Softmax, "log_softmax": layers.LogSoftmax}
+
+
+class Temperature(layers.Layer):
+    """Logits divided by a fixed temperature T: out = x / T, so dL/dx = dL/d(out) / T.
+
+    T below 1 makes the logits larger and the softmax sharper. T is a constant, not
+    a parameter, and the output keeps the input's dtype.
+    """
+
+    def __init__(self, temperature):
+        super().__init__()
+        if not temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {temperature!r}")
+        self.temperature = float(temperature)
+
+    def forward(self, x):
+        return x / x.dtype.type(self.temperature)
+
+    def backward(self, grad_output):
+        return grad_output / grad_output.dtype.type(self.temperature)
+
+    def __repr__(self):
+        return f"Temperature({self.temperature})"
 
 
 @dataclass
@@ -66,6 +90,8 @@ def build_model(model_config, n_features, n_classes, rng):
         model_layers.append(ACTIVATION_LAYERS[activation]())
         width = size
     model_layers.append(layers.Linear(width, n_classes, rng=rng, dtype=dtype, init=output_init))
+    if model_config["temperature"] != 1:
+        model_layers.append(Temperature(model_config["temperature"]))
 
     output_layer = OUTPUT_LAYERS[model_config["output"]]
     if output_layer is not None:
@@ -90,8 +116,8 @@ def load_splits(config):
         dtype=config["model"]["dtype"])
 
 
-def run(config, *, out=None, overwrite=False, runs_parent="runs", config_path=None,
-        progress=True):
+def run(config, *, out=None, overwrite=False, runs_parent="runs", run_name=None,
+        config_path=None, progress=True):
     """Train the run that ``config`` describes and write its run directory.
 
     The directory gets the resolved config and a manifest first, then the metrics
@@ -99,7 +125,7 @@ def run(config, *, out=None, overwrite=False, runs_parent="runs", config_path=No
     happens, the manifest records the final status. An exception inside training
     leaves status ``failed`` and is raised again.
     """
-    path = open_run_directory(out, parent=runs_parent, name=config["name"] or "run",
+    path = open_run_directory(out, parent=runs_parent, name=run_name or config["name"] or "run",
                               overwrite=overwrite)
     directory = RunDirectory(path)
     directory.write_config(to_toml(config))
@@ -122,7 +148,11 @@ def _train_and_write(config, directory, progress):
     optimizer = build_optimizer(config["optimizer"])
     records = []
 
-    def save_epoch(record, _model):
+    record_cross_entropy = config["training"]["record_cross_entropy"]
+
+    def save_epoch(record, trained):
+        if record_cross_entropy and splits.val is not None:
+            record["val_cross_entropy"] = output_cross_entropy(trained, *splits.val)
         records.append(record)
         directory.write_metrics(records)
 
@@ -138,6 +168,8 @@ def _train_and_write(config, directory, progress):
     if splits.test is not None:
         test_loss, test_accuracy = evaluate(model, loss, *splits.test)
         test = {"loss": test_loss, "accuracy": test_accuracy}
+        if record_cross_entropy:
+            test["cross_entropy"] = output_cross_entropy(model, *splits.test)
     directory.write_metrics(records, test=test,
                             extra={"status": history.status,
                                    "first_nonfinite": history.first_nonfinite})
@@ -149,3 +181,29 @@ def _train_and_write(config, directory, progress):
     directory.finish_manifest(history.status, message=history.message,
                               first_nonfinite=history.first_nonfinite)
     return RunResult(directory.path, history.status, history.message, test, history)
+
+
+def output_cross_entropy(model, X, y):
+    """Return the mean cross-entropy in nats of the model's predicted classes on X (N, D), y (N,).
+
+    It compares runs trained on different losses on one scale. Logit outputs go
+    through the stable log-softmax, and log-probability outputs are used as they
+    are. A model that ends in Softmax is scored on the logits that feed its softmax,
+    so a probability that rounds to 0 still gives a finite value. Non-finite outputs
+    give NaN.
+    """
+    kind = model.output_kind
+    scored_layers = model.layers[:-1] if kind == "probabilities" else model.layers
+    was_training = model.training
+    model.eval()
+    try:
+        outputs = X
+        with np.errstate(over="ignore", invalid="ignore"):
+            for layer in scored_layers:
+                outputs = layer.forward(outputs)
+    finally:
+        model.train(was_training)
+
+    loss = NLLLoss() if kind == "log_probabilities" else CrossEntropy()
+    with np.errstate(over="ignore", invalid="ignore"):
+        return loss.forward(outputs, y)
