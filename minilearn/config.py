@@ -85,6 +85,9 @@ SCHEMA = {
         "init": Key("str", "auto", _one_of("auto", "glorot", "he"),
                     "weight init; auto is He before ReLU and Glorot elsewhere"),
         "dtype": Key("str", "float64", _one_of("float32", "float64"), "dtype of parameters and data"),
+        "temperature": Key("float", 1.0, _positive,
+                           "divide the logits by this before the output layer and the loss; "
+                           "below 1 makes them larger"),
     },
     "loss": {
         "name": Key("str", "cross_entropy", help="loss name; its options sit beside it"),
@@ -98,6 +101,10 @@ SCHEMA = {
         "batch_size": Key("int", 64, _at_least_one, "samples per gradient step"),
         "on_nonfinite": Key("str", "stop", _one_of("stop", "continue"),
                             "what a non-finite loss or gradient does: stop the run or go on"),
+        "record_cross_entropy": Key("bool", False,
+                                    help="also record the cross-entropy of the outputs on the "
+                                         "validation split each epoch and on the test split, "
+                                         "whatever the training loss"),
     },
 }
 
@@ -180,8 +187,9 @@ def _check_override_path(keys, text):
         if not isinstance(spec, dict):
             return
         if key not in spec:
-            # Loss and dataset options depend on the chosen name, so resolve_config checks them.
-            if depth == 1 and keys[0] == "loss":
+            # Loss and optimizer options depend on the chosen class, so resolve_config
+            # checks them against its constructor.
+            if depth == 1 and keys[0] in NAMED_SECTIONS:
                 return
             dotted = ".".join(keys[:depth + 1])
             raise ConfigError(f"--set {text}: unknown config key {dotted!r}"
@@ -371,6 +379,9 @@ def _resolve_named(raw, section, source):
 
 
 _REQUIRED = object()
+
+# Sections whose keys are a registered class's name and constructor options.
+NAMED_SECTIONS = ("loss", "optimizer")
 
 
 def constructor_options(cls):

@@ -128,7 +128,7 @@ def test_parse_override(text, keys, value):
 
 
 @pytest.mark.parametrize("overrides, match", [
-    (["optimizer.lrate=0.1"], r"unknown config key 'optimizer.lrate'; did you mean 'lr'\?"),
+    (["model.hiden=[4]"], r"unknown config key 'model.hiden'; did you mean 'hidden'\?"),
     (["optimiser.lr=0.1"], r"unknown config key 'optimiser'; did you mean 'optimizer'\?"),
     (["model.hidden=[64,"], r"the value is not valid TOML"),
     (["epochs"], r"expected key.path=value"),
@@ -147,10 +147,16 @@ def test_override_applies_and_is_checked(tmp_path):
         load_config(path, ["training.epochs=0"])
 
 
-def test_loss_options_override_reaches_loss(tmp_path):
-    config = load_config(write(tmp_path, ""), ["loss.label_smoothing=0.1"])
+def test_named_section_overrides_reach_class(tmp_path):
+    config = load_config(write(tmp_path, ""), ["loss.label_smoothing=0.1",
+                                               "optimizer.momentum=0.9"])
 
     assert config["loss"]["label_smoothing"] == 0.1
+    assert config["optimizer"]["momentum"] == 0.9
+    with pytest.raises(ConfigError, match=r"unknown key 'optimizer.momentun' for optimizer 'sgd'"):
+        load_config(write(tmp_path, ""), ["optimizer.momentun=0.9"])
+    with pytest.raises(ConfigError, match=r"unknown key 'optimizer.lrate'.*did you mean 'lr'\?"):
+        load_config(write(tmp_path, ""), ["optimizer.lrate=0.1"])
 
 
 def test_schema_keys_have_help():
