@@ -42,6 +42,26 @@ def build_parser():
     run.add_argument("--quiet", action="store_true",
                      help="print only errors and the final summary; no progress bar")
 
+    bench = commands.add_parser(
+        "bench", help="time one training epoch against the numpy floor and the peers",
+        description="Time one training epoch of an MLP in minilearn, in numpy alone (the "
+                    "floor), in scikit-learn and in PyTorch (when installed), in this process, "
+                    "and print seconds per epoch with each row's ratio to minilearn.")
+    bench.add_argument("--quick", action="store_true",
+                       help="a small workload (2,000 samples, 1 repeat) that checks the benchmark runs")
+    bench.add_argument("--dtype", choices=("float32", "float64", "both"), default="both",
+                       help="dtype of data and parameters (default: both)")
+    bench.add_argument("--samples", type=int, help="training samples N (default 60000)")
+    bench.add_argument("--features", type=int, help="features D (default 784)")
+    bench.add_argument("--hidden", type=int, help="hidden ReLU units H (default 256)")
+    bench.add_argument("--classes", type=int, help="classes K (default 10)")
+    bench.add_argument("--batch-size", type=int, help="samples per step (default 128)")
+    bench.add_argument("--repeats", type=int, help="epochs per row; the best is reported (default 3)")
+    bench.add_argument("--no-sklearn", action="store_true", help="skip the scikit-learn row")
+    bench.add_argument("--no-torch", action="store_true", help="skip the PyTorch row")
+    bench.add_argument("--no-startup", action="store_true",
+                       help="skip timing minilearn --help against importing numpy")
+
     replay = commands.add_parser(
         "replay", help="rerun a run from its config.toml and compare the results bit for bit",
         description="Rerun RUN_DIR from its config.toml into a new directory and check that "
@@ -69,7 +89,8 @@ def main(argv=None):
         return EXIT_USAGE
 
     _configure_logging(quiet=getattr(args, "quiet", False))
-    handler = {"run": _command_run, "replay": _command_replay}[args.command]
+    handler = {"run": _command_run, "replay": _command_replay,
+               "bench": _command_bench}[args.command]
     try:
         return handler(args)
     except (ValueError, TypeError) as error:
@@ -123,6 +144,31 @@ def _command_replay(args):
     if len(report.differences) > 1:
         print(f"({len(report.differences) - 1} more difference(s))")
     return EXIT_DIFFERENT
+
+
+def _command_bench(args):
+    from minilearn.benchmark import Workload, describe_machine, format_table, run_benchmark, time_startup
+
+    workload = Workload(samples=2000, repeats=1) if args.quick else Workload()
+    for name in ("samples", "features", "hidden", "classes", "batch_size", "repeats"):
+        value = getattr(args, name)
+        if value is not None:
+            if value < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
+            setattr(workload, name, value)
+    dtypes = ("float32", "float64") if args.dtype == "both" else (args.dtype,)
+    peers = [peer for peer, skip in (("sklearn", args.no_sklearn), ("torch", args.no_torch))
+             if not skip]
+
+    results = run_benchmark(workload, dtypes, peers)
+    print(f"Machine: {describe_machine()}")
+    print(format_table(results, workload))
+    if not args.no_startup:
+        help_seconds, numpy_seconds = time_startup(repeats=2 if args.quick else 5)
+        print(f"- minilearn --help: {help_seconds:.3f} s against {numpy_seconds:.3f} s for "
+              f"python -c \"import numpy\" (ratio {help_seconds / numpy_seconds:.2f}, best of "
+              f"{2 if args.quick else 5}).")
+    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -1,0 +1,55 @@
+"""The benchmark runs end to end on a small workload; it checks that it works, not how fast."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from minilearn.benchmark import Workload, format_table, run_benchmark, time_floor
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_quick_benchmark_script_prints_every_row():
+    result = subprocess.run(
+        [sys.executable, str(REPO / "experiments" / "benchmark.py"), "--quick", "--no-torch"],
+        capture_output=True, text=True, timeout=300,
+        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+
+    assert result.returncode == 0, result.stderr
+    for row in ("| float32 | floor |", "| float32 | minilearn |", "| float32 | scikit-learn |",
+                "| float64 | floor |", "| float64 | minilearn |", "| float64 | scikit-learn |"):
+        assert row in result.stdout, row
+    assert "Machine: " in result.stdout
+    assert "times the floor" in result.stdout
+    assert "minilearn --help: " in result.stdout
+
+
+def test_benchmark_results_are_positive_times():
+    workload = Workload(samples=600, features=20, hidden=8, classes=3, batch_size=64, repeats=2)
+
+    results = run_benchmark(workload, dtypes=("float32",), peers=())
+
+    assert set(results[0].seconds) == {"floor", "minilearn"}
+    assert all(seconds > 0 for seconds in results[0].seconds.values())
+    assert results[0].peak_extra_bytes > 0
+    assert "| float32 | minilearn | " in format_table(results, workload)
+
+
+def test_benchmark_data_keeps_dtype():
+    X, y = Workload(samples=100, features=5).make_data("float32")
+
+    assert X.dtype == np.float32
+    assert X.shape == (100, 5)
+    assert y.min() >= 0 and y.max() < 10
+    assert time_floor(Workload(samples=100, features=5, hidden=4, repeats=1), X, y) > 0
+
+
+def test_bench_rejects_bad_sizes():
+    result = subprocess.run([sys.executable, "-m", "minilearn", "bench", "--samples", "0"],
+                            capture_output=True, text=True, timeout=60,
+                            env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+
+    assert result.returncode == 2
+    assert "--samples must be a positive integer, got 0" in result.stderr
