@@ -10,7 +10,7 @@ Rows:
 
 - floor: the five matrix products of each batch done with numpy alone (both
   forward products, both weight gradients and the hidden layer's input gradient);
-- minilearn: ``minilearn.fit`` for one epoch;
+- minilearn: ``minilearn.fit`` for one epoch, as ``fit`` times it;
 - scikit-learn: ``MLPClassifier(solver="sgd")`` with the same sizes, batch and
   momentum, fitted for one epoch;
 - PyTorch: the same model and optimizer on the CPU, when torch is installed.
@@ -71,24 +71,21 @@ class Result:
 
 
 def time_floor(workload, X, y):
-    """Return the best epoch time of the five matrix products per batch, numpy alone."""
+    """Return the time of one epoch of the five matrix products per batch, numpy alone."""
     rng = np.random.default_rng(workload.seed)
     dtype = X.dtype
     W1 = rng.standard_normal((workload.features, workload.hidden)).astype(dtype)
     W2 = rng.standard_normal((workload.hidden, workload.classes)).astype(dtype)
-    best = float("inf")
-    for _ in range(workload.repeats):
-        started = time.perf_counter()
-        for start in range(0, len(X), workload.batch_size):
-            xb = X[start:start + workload.batch_size]
-            hidden = xb @ W1
-            logits = hidden @ W2
-            grad_W2 = hidden.T @ logits
-            grad_hidden = logits @ W2.T
-            grad_W1 = xb.T @ grad_hidden
-        best = min(best, time.perf_counter() - started)
-    del grad_W1, grad_W2
-    return best
+
+    started = time.perf_counter()
+    for start in range(0, len(X), workload.batch_size):
+        xb = X[start:start + workload.batch_size]
+        hidden = xb @ W1
+        logits = hidden @ W2
+        hidden.T @ logits
+        grad_hidden = logits @ W2.T
+        xb.T @ grad_hidden
+    return time.perf_counter() - started
 
 
 def build_minilearn_model(workload, dtype):
@@ -98,98 +95,132 @@ def build_minilearn_model(workload, dtype):
                        Linear(workload.hidden, workload.classes, rng=rng, dtype=dtype)])
 
 
-def time_minilearn(workload, X, y):
-    """Return (best epoch time, peak bytes allocated beyond the data) of minilearn's fit."""
-    model = build_minilearn_model(workload, X.dtype)
-    optimizer = SGD(lr=workload.lr, momentum=workload.momentum)
+class MinilearnRow:
+    """minilearn's model and optimizer, trained one epoch per call so rounds can interleave."""
 
+    def __init__(self, workload, X, y):
+        self.workload = workload
+        self.X = X
+        self.y = y
+        self.model = build_minilearn_model(workload, X.dtype)
+        self.optimizer = SGD(lr=workload.lr, momentum=workload.momentum)
+        self.epoch = 0
+
+    def time_epoch(self):
+        """Return the wall time of one epoch as ``fit`` measures it, without its data checks."""
+        self.epoch += 1
+        history = fit(self.model, CrossEntropy(), self.optimizer, self.X, self.y, epochs=1,
+                      batch_size=self.workload.batch_size, seed=self.workload.seed + self.epoch,
+                      progress=False)
+        return history["seconds"][0]
+
+
+def measure_minilearn_peak(workload, X, y):
+    """Return the peak bytes that one epoch of ``fit`` allocates beyond the data (tracemalloc)."""
+    row = MinilearnRow(workload, X, y)
     tracemalloc.start()
-    tracemalloc.reset_peak()
-    baseline = tracemalloc.get_traced_memory()[0]
-    history = fit(model, CrossEntropy(), optimizer, X, y, epochs=workload.repeats,
-                  batch_size=workload.batch_size, seed=workload.seed, progress=False)
-    peak = tracemalloc.get_traced_memory()[1] - baseline
-    tracemalloc.stop()
-
-    # tracemalloc slows Python-level allocation a little, so time a second fit without it.
-    model = build_minilearn_model(workload, X.dtype)
-    history = fit(model, CrossEntropy(), SGD(lr=workload.lr, momentum=workload.momentum), X, y,
-                  epochs=workload.repeats, batch_size=workload.batch_size, seed=workload.seed,
-                  progress=False)
-    return min(history["seconds"]), peak
+    try:
+        baseline = tracemalloc.get_traced_memory()[0]
+        row.time_epoch()
+        return tracemalloc.get_traced_memory()[1] - baseline
+    finally:
+        tracemalloc.stop()
 
 
-def time_sklearn(workload, X, y):
-    """Return the best time of scikit-learn's MLPClassifier fitted for one epoch."""
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.neural_network import MLPClassifier
+class SklearnRow:
+    """scikit-learn's MLPClassifier with the same sizes, batch and momentum, one epoch per fit."""
 
-    best = float("inf")
-    for repeat in range(workload.repeats):
+    def __init__(self, workload, X, y):
+        self.workload = workload
+        self.X = X
+        self.y = y
+        self.fits = 0
+
+    def time_epoch(self):
+        from sklearn.exceptions import ConvergenceWarning
+        from sklearn.neural_network import MLPClassifier
+
+        self.fits += 1
         estimator = MLPClassifier(
-            hidden_layer_sizes=(workload.hidden,), activation="relu", solver="sgd",
-            batch_size=workload.batch_size, learning_rate_init=workload.lr,
-            momentum=workload.momentum, nesterovs_momentum=False, alpha=0.0, max_iter=1,
-            shuffle=True, random_state=workload.seed + repeat)
+            hidden_layer_sizes=(self.workload.hidden,), activation="relu", solver="sgd",
+            batch_size=self.workload.batch_size, learning_rate_init=self.workload.lr,
+            momentum=self.workload.momentum, nesterovs_momentum=False, alpha=0.0, max_iter=1,
+            shuffle=True, random_state=self.workload.seed + self.fits)
         started = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
-            estimator.fit(X, y)
-        best = min(best, time.perf_counter() - started)
-    return best
+            estimator.fit(self.X, self.y)
+        return time.perf_counter() - started
 
 
-def time_torch(workload, X, y):
-    """Return the best epoch time of the same model in PyTorch on the CPU, or None without torch."""
-    try:
+class TorchRow:
+    """The same model and optimizer in PyTorch on the CPU, one epoch per call."""
+
+    def __init__(self, workload, X, y):
         import torch
-    except ImportError:
-        return None
 
-    torch.manual_seed(workload.seed)
-    dtype = {np.float32: torch.float32, np.float64: torch.float64}[X.dtype.type]
-    model = torch.nn.Sequential(torch.nn.Linear(workload.features, workload.hidden), torch.nn.ReLU(),
-                                torch.nn.Linear(workload.hidden, workload.classes)).to(dtype)
-    optimizer = torch.optim.SGD(model.parameters(), lr=workload.lr, momentum=workload.momentum)
-    loss_function = torch.nn.CrossEntropyLoss()
-    inputs = torch.from_numpy(X)
-    targets = torch.from_numpy(y)
-    generator = torch.Generator().manual_seed(workload.seed)
+        self.torch = torch
+        torch.manual_seed(workload.seed)
+        dtype = {np.float32: torch.float32, np.float64: torch.float64}[X.dtype.type]
+        self.model = torch.nn.Sequential(
+            torch.nn.Linear(workload.features, workload.hidden), torch.nn.ReLU(),
+            torch.nn.Linear(workload.hidden, workload.classes)).to(dtype)
+        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=workload.lr,
+                                         momentum=workload.momentum)
+        self.loss_function = torch.nn.CrossEntropyLoss()
+        self.inputs = torch.from_numpy(X)
+        self.targets = torch.from_numpy(y)
+        self.generator = torch.Generator().manual_seed(workload.seed)
+        self.batch_size = workload.batch_size
 
-    best = float("inf")
-    for _ in range(workload.repeats):
+    def time_epoch(self):
         started = time.perf_counter()
-        order = torch.randperm(len(inputs), generator=generator)
-        for start in range(0, len(inputs), workload.batch_size):
-            rows = order[start:start + workload.batch_size]
-            optimizer.zero_grad(set_to_none=True)
-            loss = loss_function(model(inputs[rows]), targets[rows])
+        order = self.torch.randperm(len(self.inputs), generator=self.generator)
+        for start in range(0, len(self.inputs), self.batch_size):
+            rows = order[start:start + self.batch_size]
+            self.optimizer.zero_grad(set_to_none=True)
+            loss = self.loss_function(self.model(self.inputs[rows]), self.targets[rows])
             loss.backward()
-            optimizer.step()
-        best = min(best, time.perf_counter() - started)
-    return best
+            self.optimizer.step()
+        return time.perf_counter() - started
+
+
+def torch_available():
+    """Return whether PyTorch can be imported; it is never a dependency of minilearn."""
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def run_benchmark(workload, dtypes=("float32", "float64"), peers=("sklearn", "torch")):
-    """Time every row for each dtype; returns a list of ``Result``."""
+    """Time every row for each dtype; returns a list of ``Result``.
+
+    The rows take turns: each of ``workload.repeats`` rounds times one epoch of every
+    row, and each row keeps its best epoch. A burst of load from another process then
+    slows all rows of a round alike, instead of one row's whole measurement.
+    """
     results = []
     for dtype in dtypes:
         X, y = workload.make_data(dtype)
         result = Result(dtype=dtype, dataset_bytes=X.nbytes + y.nbytes)
-        logger.info("timing %s: floor", dtype)
-        result.seconds["floor"] = time_floor(workload, X, y)
-        logger.info("timing %s: minilearn", dtype)
-        result.seconds["minilearn"], result.peak_extra_bytes = time_minilearn(workload, X, y)
+        rows = {"floor": lambda: time_floor(workload, X, y),
+                "minilearn": MinilearnRow(workload, X, y).time_epoch}
         if "sklearn" in peers:
-            logger.info("timing %s: scikit-learn", dtype)
-            result.seconds["scikit-learn"] = time_sklearn(workload, X, y)
+            rows["scikit-learn"] = SklearnRow(workload, X, y).time_epoch
         if "torch" in peers:
-            logger.info("timing %s: PyTorch", dtype)
-            seconds = time_torch(workload, X, y)
-            if seconds is None:
-                result.notes["PyTorch"] = "not installed"
+            if torch_available():
+                rows["PyTorch"] = TorchRow(workload, X, y).time_epoch
             else:
-                result.seconds["PyTorch"] = seconds
+                result.notes["PyTorch"] = "not installed"
+
+        for round_index in range(workload.repeats):
+            logger.info("timing %s: round %d of %d", dtype, round_index + 1, workload.repeats)
+            for name, time_epoch in rows.items():
+                result.seconds[name] = min(result.seconds.get(name, float("inf")), time_epoch())
+
+        result.peak_extra_bytes = measure_minilearn_peak(workload, X, y)
         results.append(result)
     return results
 

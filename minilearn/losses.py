@@ -341,6 +341,10 @@ class CrossEntropy(Loss):
             return self._forward_coefficients(log_probs, probs, coefficients,
                                               np.ones(n_samples, dtype=bool), n_samples)
 
+        if weight is None and self.ignore_index is None and self.label_smoothing == 0:
+            targets = check_class_targets(targets, n_classes)
+            return self._forward_plain(log_probs, probs, targets)
+
         targets, kept, sample_weight = _class_index_terms(targets, n_classes, weight,
                                                           self.ignore_index)
         denominator = np.sum(sample_weight)
@@ -371,6 +375,17 @@ class CrossEntropy(Loss):
             return targets
         return (1 - eps) * targets + eps / n_classes
 
+    def _forward_plain(self, log_probs, probs, targets):
+        """Compute the unweighted loss -log p[n, y_n] for class indices, the path training takes.
+
+        It gives the same values as the general path with every weight 1, with fewer steps.
+        """
+        target_log_probs = log_probs[np.arange(len(targets)), targets]
+
+        # expm1(log p_y) = p_y - 1, without the cancellation of subtracting 1 from p_y near 1.
+        self._cache = ("plain", probs, targets, np.expm1(target_log_probs))
+        return _reduce(-target_log_probs, self.reduction, len(targets))
+
     def _forward_indices(self, log_probs, probs, targets, kept, sample_weight, denominator):
         """Compute the loss for class indices without smoothing, the path training takes."""
         rows = np.arange(len(targets))
@@ -392,9 +407,23 @@ class CrossEntropy(Loss):
     def backward(self, grad_output=None):
         """Return dL/d(logits), shape (N, K), from the softmax cached by forward."""
         cache = self._cached()
+        if cache[0] == "plain":
+            return self._backward_plain(cache, grad_output)
         if cache[0] == "indices":
             return self._backward_indices(cache, grad_output)
         return self._backward_coefficients(cache, grad_output)
+
+    def _backward_plain(self, cache, grad_output):
+        _, probs, targets, target_grad = cache
+        n_samples = len(targets)
+        scale = _upstream_scale(grad_output, self.reduction, n_samples, n_samples, probs.dtype)
+
+        # dl_n/dz = p_n - onehot(y_n): copy p and put p_y - 1 at each target, then scale
+        # by the upstream gradient (1 / N for "mean").
+        grad = probs.copy()
+        grad[np.arange(n_samples), targets] = target_grad
+        grad *= scale
+        return grad
 
     def _backward_indices(self, cache, grad_output):
         _, probs, targets, kept, sample_weight, target_grad, denominator = cache

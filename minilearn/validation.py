@@ -34,14 +34,28 @@ def check_features(X, name="X"):
         raise ValueError(f"{name} is empty (0 samples); pass at least one sample")
     if not np.issubdtype(X.dtype, np.number) or np.issubdtype(X.dtype, np.complexfloating):
         raise TypeError(f"{name} has dtype {X.dtype}; features must be real numbers")
-    bad = ~np.isfinite(X)
-    if bad.any():
-        rows = np.flatnonzero(bad.any(axis=1))
-        raise ValueError(
-            f"{name} contains {int(bad.sum())} NaN or infinite values, first in row "
-            f"{int(rows[0])}; remove or impute them before training"
-        )
+    # A float64 sum is NaN or inf whenever an entry is, and unlike np.isfinite(X) it
+    # allocates no array the size of X. Only then are the rows scanned, in blocks.
+    if not np.isfinite(np.sum(X, dtype=np.float64)):
+        count, first_row = _count_non_finite(X)
+        if count:
+            raise ValueError(
+                f"{name} contains {count} NaN or infinite values, first in row "
+                f"{first_row}; remove or impute them before training"
+            )
     return X
+
+
+def _count_non_finite(X, block_rows=4096):
+    """Return (count of NaN or inf entries, first row with one) of X (N, D), in row blocks."""
+    count = 0
+    first_row = None
+    for start in range(0, len(X), block_rows):
+        bad = ~np.isfinite(X[start:start + block_rows])
+        if first_row is None and bad.any():
+            first_row = start + int(np.flatnonzero(bad.any(axis=1))[0])
+        count += int(bad.sum())
+    return count, first_row
 
 
 def check_class_targets(targets, num_classes, ignore_index=None, name="targets"):
@@ -53,17 +67,21 @@ def check_class_targets(targets, num_classes, ignore_index=None, name="targets")
     targets = np.asarray(targets)
     if targets.ndim != 1:
         raise ValueError(f"{name} must be 1-D class indices of shape (N,), got shape {targets.shape}")
-    if targets.dtype == bool or not np.issubdtype(targets.dtype, np.number):
-        raise TypeError(f"{name} must be integer class indices, got dtype {targets.dtype}")
-    if not np.issubdtype(targets.dtype, np.integer):
+    kind = targets.dtype.kind
+    if kind not in "iu":
+        if kind != "f":
+            raise TypeError(f"{name} must be integer class indices, got dtype {targets.dtype}")
         whole = np.isfinite(targets) & (targets == np.round(targets))
         if not whole.all():
             index = int(np.flatnonzero(~whole)[0])
             raise TypeError(
                 f"{name} must be integer class indices, but {name}[{index}] = {targets[index]!r}"
             )
-    targets = targets.astype(np.int64)
+    targets = targets.astype(np.int64, copy=False)
 
+    # min and max are one pass each, so the common all-valid batch builds no masks.
+    if len(targets) == 0 or (targets.min() >= 0 and targets.max() < num_classes):
+        return targets
     outside = (targets < 0) | (targets >= num_classes)
     if ignore_index is not None:
         outside &= targets != ignore_index
