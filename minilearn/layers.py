@@ -5,7 +5,9 @@ Every layer follows one contract:
 - ``forward(x)`` returns the output and caches what the backward pass needs;
 - ``backward(grad_output)`` takes dL/d(output), returns dL/d(input) and stores
   dL/d(parameter) in ``grads`` under the parameter's name in ``params``;
-- ``train()`` and ``eval()`` switch the mode in ``training``.
+- ``train()`` and ``eval()`` switch the mode in ``training``, and the class
+  attribute ``eval_behavior`` declares how evaluation mode differs from training
+  mode, so that ``minilearn.testing.check_layer`` can check it.
 
 Shapes: N is the batch size, D the number of input features and H the number of
 output features. Layers keep the dtype of their parameters and inputs: a float32
@@ -21,6 +23,13 @@ from minilearn.validation import check_dtype
 
 class Layer:
     """Base class of all layers: named parameters, their gradients and the train/eval mode."""
+
+    # How forward in evaluation mode relates to training mode:
+    # - "same": the two modes give the same output;
+    # - "identity": evaluation mode returns the input unchanged (Dropout);
+    # - "running_statistics": training mode normalizes with the batch's statistics and
+    #   updates running estimates, which evaluation mode uses sample by sample (BatchNorm1d).
+    eval_behavior = "same"
 
     def __init__(self):
         self.params = {}
@@ -209,3 +218,331 @@ class LogSoftmax(Layer):
     def backward(self, grad_output):
         probs = np.exp(self._out)
         return grad_output - probs * np.sum(grad_output, axis=-1, keepdims=True)
+
+
+# Layers added through the registry, each checked by minilearn.testing.check_layer.
+
+
+def _check_finite_number(value, name, owner, *, minimum=None, maximum=None, strict_minimum=False):
+    """Return ``value`` as a float after checking that it is a finite real number in range."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{owner} {name} must be a number, got {value!r}")
+    value = float(value)
+    if not np.isfinite(value):
+        raise ValueError(f"{owner} {name} must be finite, got {value!r}")
+
+    too_small = minimum is not None and (value <= minimum if strict_minimum else value < minimum)
+    too_large = maximum is not None and value > maximum
+    if too_small or too_large:
+        low = "-inf" if minimum is None else minimum
+        high = "inf" if maximum is None else maximum
+        bracket = "(" if strict_minimum else "["
+        raise ValueError(f"{owner} {name} must lie in {bracket}{low}, {high}], got {value!r}")
+    return value
+
+
+def _check_generator(rng, owner):
+    """Return ``rng``, or a fresh unseeded generator for None; anything else raises TypeError."""
+    if rng is None:
+        return np.random.default_rng()
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(f"{owner} rng must be a numpy.random.Generator, e.g. "
+                        f"numpy.random.default_rng(0), got {type(rng).__name__}")
+    return rng
+
+
+@LAYERS.register("leaky_relu")
+class LeakyReLU(Layer):
+    """out = x where x > 0, else negative_slope * x, elementwise.
+
+    dL/dx = dL/d(out) where x > 0, else negative_slope * dL/d(out). At x = 0 the
+    derivative is undefined, and backward uses negative_slope there, as ReLU uses 0.
+    """
+
+    def __init__(self, negative_slope=0.01):
+        super().__init__()
+        self.negative_slope = _check_finite_number(negative_slope, "negative_slope", "LeakyReLU")
+        self._positive = None
+
+    def forward(self, x):
+        """Map x (N, D) to the same shape and dtype."""
+        self._positive = x > 0
+        return np.where(self._positive, x, x * self.negative_slope)
+
+    def backward(self, grad_output):
+        """Return dL/dx (N, D): the upstream gradient, times negative_slope where x <= 0."""
+        if not self.needs_input_grad:
+            return None
+        return np.where(self._positive, grad_output, grad_output * self.negative_slope)
+
+    def __repr__(self):
+        return f"LeakyReLU(negative_slope={self.negative_slope})"
+
+
+@LAYERS.register("elu")
+class ELU(Layer):
+    """out = x where x > 0, else alpha * (exp(x) - 1), elementwise.
+
+    dL/dx = dL/d(out) where x > 0, else dL/d(out) * alpha * exp(x). With alpha = 1 the
+    derivative is continuous at 0, and for other alpha backward uses alpha there.
+    """
+
+    def __init__(self, alpha=1.0):
+        super().__init__()
+        self.alpha = _check_finite_number(alpha, "alpha", "ELU", minimum=0.0, strict_minimum=True)
+        self._positive = None
+        self._negative_slope = None
+
+    def forward(self, x):
+        """Map x (N, D) to the same shape and dtype."""
+        self._positive = x > 0
+
+        # min(x, 0) keeps exp from overflowing on the positive entries, which take x itself.
+        # expm1 keeps alpha * (exp(x) - 1) precise near 0, and the derivative alpha * exp(x)
+        # is computed on its own, because out + alpha would cancel for very negative x.
+        negative = np.minimum(x, 0)
+        self._negative_slope = self.alpha * np.exp(negative)
+        return np.where(self._positive, x, self.alpha * np.expm1(negative))
+
+    def backward(self, grad_output):
+        """Return dL/dx (N, D): the upstream gradient, times alpha * exp(x) where x <= 0."""
+        if not self.needs_input_grad:
+            return None
+        return np.where(self._positive, grad_output, grad_output * self._negative_slope)
+
+    def __repr__(self):
+        return f"ELU(alpha={self.alpha})"
+
+
+@LAYERS.register("softplus")
+class Softplus(Layer):
+    """out = log(1 + exp(beta * x)) / beta, elementwise, a smooth ReLU.
+
+    It is computed as (max(bx, 0) + log1p(exp(-|bx|))) / beta with bx = beta * x,
+    which is the same value but cannot overflow, because exp(-|bx|) <= 1. So it
+    needs no threshold above which it switches to the identity, as the
+    ``threshold`` argument of PyTorch's Softplus (2.x) does.
+
+    dL/dx = dL/d(out) * sigmoid(beta * x), because d/dx log(1 + exp(bx)) / beta
+    = exp(bx) / (1 + exp(bx)).
+    """
+
+    def __init__(self, beta=1.0):
+        super().__init__()
+        self.beta = _check_finite_number(beta, "beta", "Softplus", minimum=0.0,
+                                         strict_minimum=True)
+        self._sigmoid = None
+
+    def forward(self, x):
+        """Map x (N, D) to the same shape and dtype."""
+        scaled = x * self.beta
+        e = np.exp(-np.abs(scaled))
+
+        # sigmoid(bx) from the same e, in the form that keeps precision for each sign.
+        self._sigmoid = np.where(scaled >= 0, 1 / (1 + e), e / (1 + e))
+        return (np.maximum(scaled, 0) + np.log1p(e)) / self.beta
+
+    def backward(self, grad_output):
+        """Return dL/dx = dL/d(out) * sigmoid(beta * x), shape (N, D)."""
+        if not self.needs_input_grad:
+            return None
+        return grad_output * self._sigmoid
+
+    def __repr__(self):
+        return f"Softplus(beta={self.beta})"
+
+
+@LAYERS.register("dropout")
+class Dropout(Layer):
+    """Inverted dropout: in training mode each entry is zeroed with probability ``p``.
+
+    Training mode draws a mask m with m = 1 / (1 - p) for kept entries and 0 for
+    dropped ones, so out = x * m keeps the expected value E[out] = x and evaluation
+    mode needs no rescaling. Evaluation mode returns the input unchanged. Backward
+    uses the mask of the last forward, dL/dx = dL/d(out) * m, or passes the gradient
+    through unchanged after a forward in evaluation mode. ``p = 1`` drops everything.
+
+    The mask comes from the layer's own ``rng``, a ``numpy.random.Generator``, and
+    never from numpy's global random state. Without one, a fresh unseeded generator
+    is used, so pass one for reproducible masks. The draws do not depend on the dtype,
+    so a float32 and a float64 layer with equally seeded generators drop the same entries.
+    """
+
+    eval_behavior = "identity"
+
+    def __init__(self, p=0.5, *, rng=None):
+        super().__init__()
+        self.p = _check_finite_number(p, "p", "Dropout", minimum=0.0, maximum=1.0)
+        self.rng = _check_generator(rng, "Dropout")
+        self._mask = None
+
+    def forward(self, x):
+        """Map x (N, D) to x * mask in training mode and to x itself in evaluation mode."""
+        if not self.training or self.p == 0:
+            self._mask = None
+            return x
+
+        keep = self.rng.random(x.shape) >= self.p
+        scale = 0.0 if self.p == 1 else 1.0 / (1.0 - self.p)
+        self._mask = keep.astype(x.dtype) * scale
+        return x * self._mask
+
+    def backward(self, grad_output):
+        """Return dL/dx (N, D): the upstream gradient times the mask of the last forward."""
+        if not self.needs_input_grad:
+            return None
+        if self._mask is None:
+            return grad_output
+        return grad_output * self._mask
+
+    def __repr__(self):
+        return f"Dropout(p={self.p})"
+
+
+@LAYERS.register("batch_norm1d")
+class BatchNorm1d(Layer):
+    """Batch normalization of each feature of x (N, D), with a learned scale and shift.
+
+    Parameters ``gamma`` (D,), initially 1, and ``beta`` (D,), initially 0. Running
+    estimates ``running_mean`` (D,) and ``running_var`` (D,) live in ``buffers``.
+
+    Training mode normalizes each feature by the batch's mean and biased variance
+    and then updates the running estimates. The update follows the convention of
+    PyTorch's BatchNorm1d (2.x), where ``momentum`` is the weight of the new batch:
+
+        running = (1 - momentum) * running + momentum * batch_statistic
+
+    with the unbiased batch variance (times N / (N - 1)) for ``running_var``. With
+    ``momentum=None`` the running estimates are the plain average over all batches
+    seen so far. Evaluation mode normalizes with the running estimates instead, so
+    each sample's output depends on that sample alone. Training mode needs at least
+    2 samples per batch, because the variance of one sample is 0.
+
+    NOTE: ``Sequential.save`` stores ``params`` only, so a saved model does not keep
+    ``buffers``. A model loaded from a file evaluates with running mean 0 and running
+    variance 1 until it trains again.
+
+    Forward, for one feature, with samples x_n, n = 1..N:
+
+        mu   = (1/N) sum_n x_n
+        v    = (1/N) sum_n (x_n - mu)^2
+        s    = 1 / sqrt(v + eps)
+        xh_n = (x_n - mu) * s
+        y_n  = gamma * xh_n + beta
+
+    Backward, with g_n = dL/dy_n. The parameters enter only the last line:
+
+        dL/dbeta  = sum_n g_n
+        dL/dgamma = sum_n g_n * xh_n
+        h_n       = dL/dxh_n = g_n * gamma
+
+    Each x_n reaches L along three paths: through its own xh_n, through mu and
+    through v (and so s), so dL/dx_n = h_n * s + dL/dv * dv/dx_n + dL/dmu * dmu/dx_n.
+
+    1. ds/dv = -(1/2) (v + eps)^(-3/2) = -s^3 / 2, so
+       dL/dv = sum_m h_m * (x_m - mu) * (-s^3 / 2).
+    2. mu enters xh_m directly, with dxh_m/dmu = -s, and through v, with
+       dv/dmu = -(2/N) sum_m (x_m - mu) = 0, so dL/dmu = -s * sum_m h_m.
+    3. dv/dx_n = 2 (x_n - mu) / N and dmu/dx_n = 1 / N.
+    4. Put together, with x_m - mu = xh_m / s:
+       dL/dx_n = h_n s - (s / N) xh_n sum_m h_m xh_m - (s / N) sum_m h_m
+               = (s / N) * (N h_n - sum_m h_m - xh_n * sum_m h_m xh_m).
+
+    Evaluation mode uses the running estimates, which do not depend on x, so there
+    dL/dx_n = h_n / sqrt(running_var + eps).
+    """
+
+    eval_behavior = "running_statistics"
+
+    def __init__(self, num_features, eps=1e-5, momentum=0.1, *, dtype=np.float64):
+        super().__init__()
+        if isinstance(num_features, bool) or not isinstance(num_features, (int, np.integer)) \
+                or num_features < 1:
+            raise ValueError(f"BatchNorm1d num_features must be a positive integer, "
+                             f"got {num_features!r}")
+        self.eps = _check_finite_number(eps, "eps", "BatchNorm1d", minimum=0.0,
+                                        strict_minimum=True)
+        if momentum is not None:
+            momentum = _check_finite_number(momentum, "momentum", "BatchNorm1d",
+                                            minimum=0.0, maximum=1.0)
+        self.momentum = momentum
+        dtype = check_dtype(dtype)
+
+        self.num_features = int(num_features)
+        self.params["gamma"] = np.ones(self.num_features, dtype=dtype)
+        self.params["beta"] = np.zeros(self.num_features, dtype=dtype)
+        self.grads["gamma"] = np.zeros_like(self.params["gamma"])
+        self.grads["beta"] = np.zeros_like(self.params["beta"])
+        self.buffers = {
+            "running_mean": np.zeros(self.num_features, dtype=dtype),
+            "running_var": np.ones(self.num_features, dtype=dtype),
+        }
+        self.batches_tracked = 0
+        self._cache = None
+
+    def forward(self, x):
+        """Normalize x (N, D) per feature and return gamma * x_hat + beta, shape (N, D)."""
+        self._check_input(x)
+        if self.training:
+            x_hat, inv_std = self._normalize_by_batch(x)
+        else:
+            inv_std = 1 / np.sqrt(self.buffers["running_var"] + self.eps)
+            x_hat = (x - self.buffers["running_mean"]) * inv_std
+
+        self._cache = (x_hat, inv_std, self.training)
+        return x_hat * self.params["gamma"] + self.params["beta"]
+
+    def _check_input(self, x):
+        if x.ndim != 2 or x.shape[1] != self.num_features:
+            raise ValueError(f"BatchNorm1d expects input of shape (N, {self.num_features}), "
+                             f"got shape {x.shape}")
+        if self.training and x.shape[0] < 2:
+            raise ValueError(f"BatchNorm1d in training mode needs at least 2 samples per batch, "
+                             f"got {x.shape[0]}; pick a batch_size that leaves no batch of one "
+                             "sample, or call eval() first")
+
+    def _normalize_by_batch(self, x):
+        """Return (x_hat, 1 / sqrt(v + eps)) from the batch's statistics, updating the running ones."""
+        n_samples = x.shape[0]
+        mean = x.mean(axis=0)
+        centered = x - mean
+        variance = np.mean(centered * centered, axis=0)
+        inv_std = 1 / np.sqrt(variance + self.eps)
+
+        self._update_running(mean, variance * (n_samples / (n_samples - 1)))
+        return centered * inv_std, inv_std
+
+    def _update_running(self, mean, unbiased_variance):
+        self.batches_tracked += 1
+        weight = 1.0 / self.batches_tracked if self.momentum is None else self.momentum
+
+        # running += weight * (batch - running) is (1 - weight) * running + weight * batch.
+        running_mean = self.buffers["running_mean"]
+        running_var = self.buffers["running_var"]
+        running_mean += weight * (mean - running_mean)
+        running_var += weight * (unbiased_variance - running_var)
+
+    def backward(self, grad_output):
+        """Return dL/dx (N, D) and store dL/dgamma and dL/dbeta, as derived in the class docstring."""
+        if self._cache is None:
+            raise RuntimeError("BatchNorm1d.backward was called before forward; call forward first")
+        x_hat, inv_std, used_batch_statistics = self._cache
+
+        np.sum(grad_output, axis=0, out=self.grads["beta"])
+        np.sum(grad_output * x_hat, axis=0, out=self.grads["gamma"])
+        if not self.needs_input_grad:
+            return None
+
+        grad_x_hat = grad_output * self.params["gamma"]
+        if not used_batch_statistics:
+            return grad_x_hat * inv_std
+
+        # dL/dx = (s / N) * (N h - sum_n h - x_hat * sum_n h * x_hat), with h = dL/dx_hat.
+        n_samples = grad_output.shape[0]
+        sum_h = np.sum(grad_x_hat, axis=0)
+        sum_h_x_hat = np.sum(grad_x_hat * x_hat, axis=0)
+        return (inv_std / n_samples) * (n_samples * grad_x_hat - sum_h - x_hat * sum_h_x_hat)
+
+    def __repr__(self):
+        return (f"BatchNorm1d({self.num_features}, eps={self.eps}, momentum={self.momentum}, "
+                f"dtype={self.params['gamma'].dtype})")

@@ -34,6 +34,15 @@ class Registry:
 
         return decorator
 
+    def unregister(self, name):
+        """Remove ``name`` and return its class, e.g. to undo a test's registration.
+
+        Raises KeyError for a name that is not registered.
+        """
+        if name not in self._classes:
+            raise KeyError(f"{self.kind} {name!r} is not registered")
+        return self._classes.pop(name)
+
     def get(self, name):
         """Return the class registered under ``name``, or raise ValueError listing the names."""
         try:

@@ -1,0 +1,936 @@
+"""The check kit: the contract of every layer and loss, run on one instance and reported check by check.
+
+``check_layer(layer, input_shape)`` and ``check_loss(loss, input_shape)`` return a
+``CheckReport`` that lists each check by name with pass or fail, the measured
+error where there is one and what went wrong. ``check_registered`` runs them on
+classes registered in ``LAYERS`` and ``LOSSES``, which is what the test suite and
+``minilearn check`` do, so a newly registered class is checked with no new test code.
+
+Gradient checks compare the backward pass with float64 central differences of the
+objective L = sum(w * layer(x)) for fixed random weights w of the output's shape,
+whose gradient with respect to the output is w. Their error is
+
+    max |analytic - numeric| / max(max |analytic|, max |numeric|)
+
+over all entries, 0 when both are zero, and a check passes when it is at most the
+tolerance (``GRADIENT_TOLERANCE``, 1e-6 by default). Scaling by the largest entry
+keeps rounding noise in entries near 0 from failing a correct backward pass, while a
+flipped sign (error 1) or a missing 1/N (error at least 1 - 1/N) fails by far. The
+central differences use the step ``FINITE_DIFFERENCE_STEP`` = 1e-6, whose
+truncation and rounding errors stay near 1e-9 for inputs of order 1.
+
+Inputs are standard normal, with entries closer to 0 than ``KINK_MARGIN`` moved
+away from it, so the difference steps never cross the kink of ReLU-like layers. A
+layer whose inputs must lie elsewhere defines a classmethod ``example_input(rng,
+shape)`` that returns a float64 array.
+
+A stochastic layer keeps a ``numpy.random.Generator`` as an attribute (Dropout's
+``rng``). Before every forward of a check the kit puts each generator attribute of
+the layer back into the state it had when the check began, so every forward draws
+the same mask and the finite differences see one fixed function.
+
+Checks that need a new instance (float32 and float64 builds, seeds, the save and
+load round trip) call ``factory(rng, dtype)``. Without one, the kit builds the
+layer's class with ``example_layer``, which calls the classmethod ``example(rng,
+dtype)`` when the class defines one. Otherwise it calls the constructor with
+``rng`` and ``dtype`` where it takes them, a required ``in_features`` or
+``num_features`` set to the input width, and a required ``out_features`` set to 3.
+"""
+
+import copy
+import inspect
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from minilearn import functional as F
+from minilearn.gradcheck import numerical_gradient
+from minilearn.registry import LAYERS, LOSSES
+
+GRADIENT_TOLERANCE = 1e-6
+FINITE_DIFFERENCE_STEP = 1e-6
+KINK_MARGIN = 0.1
+DEFAULT_LAYER_INPUT_SHAPE = (5, 4)
+DEFAULT_LOSS_INPUT_SHAPE = (5, 3)
+EXAMPLE_OUT_FEATURES = 3
+EVAL_BEHAVIORS = ("same", "identity", "running_statistics")
+REDUCTIONS = ("mean", "sum", "none")
+
+# Tolerance of comparisons between two computations of one value in float64, e.g.
+# a loss summed over samples against the "sum" reduction.
+_CLOSE = {"rtol": 1e-10, "atol": 1e-12}
+
+
+@dataclass
+class Check:
+    """The outcome of one named check: pass or fail, the measured error and its tolerance."""
+
+    name: str
+    passed: bool
+    error: float | None = None
+    tolerance: float | None = None
+    detail: str = ""
+
+
+@dataclass
+class CheckReport:
+    """Every check run on one layer or loss. ``passed`` is True when all of them passed."""
+
+    kind: str
+    name: str
+    checks: list = field(default_factory=list)
+
+    @property
+    def passed(self):
+        return all(check.passed for check in self.checks)
+
+    @property
+    def failures(self):
+        """The checks that failed."""
+        return [check for check in self.checks if not check.passed]
+
+    def names(self):
+        """Return the check names in the order they ran."""
+        return [check.name for check in self.checks]
+
+    def __getitem__(self, name):
+        for check in self.checks:
+            if check.name == name:
+                return check
+        raise KeyError(f"no check named {name!r}; the report has {', '.join(self.names())}")
+
+    def __iter__(self):
+        return iter(self.checks)
+
+    def __len__(self):
+        return len(self.checks)
+
+    def __str__(self):
+        return format_reports([self])
+
+    def assert_passed(self):
+        """Raise AssertionError with the table of failed checks unless every check passed."""
+        if not self.passed:
+            failed = CheckReport(self.kind, self.name, self.failures)
+            raise AssertionError(f"{self.kind} {self.name} failed {len(self.failures)} "
+                                 f"check(s):\n{format_reports([failed])}")
+
+
+# Tables
+
+
+_COLUMNS = ("kind", "name", "check", "result", "error", "tolerance", "detail")
+
+
+def format_reports(reports):
+    """Return the checks of ``reports`` as a plain-text table, one row per check."""
+    rows = [_COLUMNS]
+    for report in reports:
+        for check in report.checks:
+            rows.append((report.kind, report.name, check.name,
+                         "pass" if check.passed else "FAIL",
+                         _format_number(check.error), _format_number(check.tolerance),
+                         check.detail))
+
+    widths = [max(len(row[column]) for row in rows) for column in range(len(_COLUMNS) - 1)]
+    lines = []
+    for row in rows:
+        cells = [cell.ljust(width) for cell, width in zip(row[:-1], widths)]
+        lines.append("  ".join(cells + [row[-1]]).rstrip())
+    return "\n".join(lines)
+
+
+def _format_number(value):
+    return "" if value is None else f"{value:.2g}"
+
+
+# Errors and inputs
+
+
+def gradient_error(analytic, numeric):
+    """Return max |a - n| / max(max |a|, max |n|), the kit's scaled gradient error.
+
+    It is 0 when both arrays are all zeros and inf when an entry is not finite.
+    """
+    analytic = np.asarray(analytic, dtype=np.float64)
+    numeric = np.asarray(numeric, dtype=np.float64)
+    if not (np.all(np.isfinite(analytic)) and np.all(np.isfinite(numeric))):
+        return float("inf")
+    scale = max(float(np.max(np.abs(analytic), initial=0.0)),
+                float(np.max(np.abs(numeric), initial=0.0)))
+    if scale == 0:
+        return 0.0
+    return float(np.max(np.abs(analytic - numeric)) / scale)
+
+
+def sample_input(cls, rng, shape):
+    """Return a float64 input of ``shape`` for a layer of class ``cls``.
+
+    The class's ``example_input(rng, shape)`` is used when it has one. Otherwise the
+    input is standard normal with entries within ``KINK_MARGIN`` of 0 pushed out by
+    ``KINK_MARGIN``, away from 0.
+    """
+    sampler = getattr(cls, "example_input", None)
+    if sampler is not None:
+        x = np.array(sampler(rng, tuple(shape)), dtype=np.float64)
+        if x.shape != tuple(shape):
+            raise ValueError(f"{cls.__name__}.example_input returned shape {x.shape}, "
+                             f"expected {tuple(shape)}")
+        return x
+
+    x = rng.normal(size=shape)
+    near_zero = np.abs(x) < KINK_MARGIN
+    x[near_zero] += np.where(x[near_zero] < 0, -KINK_MARGIN, KINK_MARGIN)
+    return x
+
+
+def example_layer(cls, rng, dtype, input_shape=DEFAULT_LAYER_INPUT_SHAPE):
+    """Build a small instance of the layer class ``cls`` for inputs of ``input_shape``.
+
+    Uses ``cls.example(rng, dtype)`` when the class defines it. Otherwise the
+    constructor gets ``rng`` and ``dtype`` where it takes them, the input width for
+    a required ``in_features`` or ``num_features``, and ``EXAMPLE_OUT_FEATURES`` for
+    a required ``out_features``. Any other required argument raises TypeError.
+    """
+    example = getattr(cls, "example", None)
+    if example is not None:
+        return example(rng, dtype)
+
+    arguments = {}
+    for name, parameter in inspect.signature(cls).parameters.items():
+        if parameter.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD):
+            continue
+        required = parameter.default is inspect.Parameter.empty
+        if name == "rng":
+            arguments[name] = rng
+        elif name == "dtype":
+            arguments[name] = dtype
+        elif required and name in ("in_features", "num_features"):
+            arguments[name] = int(input_shape[-1])
+        elif required and name == "out_features":
+            arguments[name] = EXAMPLE_OUT_FEATURES
+        elif required:
+            raise TypeError(
+                f"cannot build an example {cls.__name__}: its constructor needs {name!r}; "
+                "define a classmethod example(rng, dtype) that returns a small instance"
+            )
+    return cls(**arguments)
+
+
+# Generators of stochastic layers
+
+
+def _generator_states(layer):
+    """Return the state of every ``numpy.random.Generator`` attribute of ``layer``, by name."""
+    return {name: value.bit_generator.state for name, value in vars(layer).items()
+            if isinstance(value, np.random.Generator)}
+
+
+def _restore_generators(layer, states):
+    for name, state in states.items():
+        getattr(layer, name).bit_generator.state = state
+
+
+def _forward(layer, x, states):
+    """Run ``layer.forward(x)`` with the layer's generators in the given states."""
+    _restore_generators(layer, states)
+    return layer.forward(x)
+
+
+# Layer checks
+
+
+def check_layer(layer, input_shape, *, factory=None, seed=0, tolerance=GRADIENT_TOLERANCE,
+                eps=FINITE_DIFFERENCE_STEP, name=None):
+    """Run every check of the layer contract on ``layer`` and return a CheckReport.
+
+    ``input_shape`` is the shape of the inputs, e.g. (N, D). ``factory(rng, dtype)``
+    builds fresh instances (see the module docstring for the default). The checks:
+
+    - ``gradient[input]`` and ``gradient[<parameter>]``: backward against float64
+      central differences, in training mode, and again in evaluation mode (suffix
+      ``(eval)``) for a layer whose ``eval_behavior`` is not "same";
+    - ``shapes_dtypes[float32]``, ``shapes_dtypes[float64]``: output, input gradient,
+      parameters and their gradients keep the dtype, with the right shapes;
+    - ``backward_keeps_inputs``: backward modifies neither its argument nor the input
+      that forward cached, so a second backward returns the same result;
+    - ``repeatable``: two forward and backward passes on one input give the same
+      output and gradients, so nothing accumulates between calls;
+    - ``input_grad_skip``: with ``needs_input_grad`` off, backward returns None or the
+      same input gradient and fills the same parameter gradients;
+    - ``save_load``: parameters survive ``Sequential.save`` and ``load`` into a fresh instance;
+    - ``seed``: two instances built from equally seeded generators have the same
+      parameters and give the same outputs in both modes;
+    - ``train_eval``: ``train()``/``eval()`` set ``training``, and the two modes
+      relate as the class's ``eval_behavior`` declares.
+
+    The layer is returned to its mode and ``needs_input_grad`` setting afterwards.
+    """
+    input_shape = tuple(int(size) for size in input_shape)
+    cls = type(layer)
+    if factory is None:
+        def factory(rng, dtype):
+            return example_layer(cls, rng, dtype, input_shape)
+
+    report = CheckReport("layer", name or _display_name(cls))
+    was_training = layer.training
+    needed_input_grad = layer.needs_input_grad
+    layer.needs_input_grad = True
+    context = _LayerContext(layer, input_shape, factory, seed, tolerance, eps)
+    try:
+        report.checks.extend(context.gradient_checks())
+        for dtype in (np.float32, np.float64):
+            report.checks.append(_guarded(f"shapes_dtypes[{np.dtype(dtype).name}]",
+                                          context.shapes_and_dtypes, dtype))
+        report.checks.append(_guarded("backward_keeps_inputs", context.backward_keeps_inputs))
+        report.checks.append(_guarded("repeatable", context.repeatable))
+        report.checks.append(_guarded("input_grad_skip", context.input_grad_skip))
+        report.checks.append(_guarded("save_load", context.save_load))
+        report.checks.append(_guarded("seed", context.same_seed))
+        report.checks.append(_guarded("train_eval", context.train_eval))
+    finally:
+        layer.train(was_training)
+        layer.needs_input_grad = needed_input_grad
+    return report
+
+
+def _display_name(cls):
+    """Return the name ``cls`` itself is registered under, else its class name.
+
+    A subclass inherits ``registered_name`` from its parent, so only the class's own
+    attribute counts.
+    """
+    return vars(cls).get("registered_name", cls.__name__)
+
+
+def _guarded(name, function, *args):
+    """Run one check function, turning an exception it raises into a failed Check."""
+    try:
+        passed, detail, *measured = function(*args)
+    except Exception as error:  # noqa: BLE001 - a crashing layer fails the check it crashed in
+        message = " ".join(str(error).split())
+        return Check(name, False, detail=f"raised {type(error).__name__}: {message}")
+    error, tolerance = (measured + [None, None])[:2]
+    return Check(name, bool(passed), error, tolerance, detail)
+
+
+class _LayerContext:
+    """The inputs and fresh instances that the checks of one ``check_layer`` call share."""
+
+    def __init__(self, layer, input_shape, factory, seed, tolerance, eps):
+        self.layer = layer
+        self.input_shape = input_shape
+        self.factory = factory
+        self.seed = seed
+        self.tolerance = tolerance
+        self.eps = eps
+        self.rng = np.random.default_rng(seed)
+
+    def fresh(self, dtype=np.float64, seed=None):
+        """Build a new instance in training mode with its input gradient on."""
+        seed = self.seed if seed is None else seed
+        layer = self.factory(np.random.default_rng(seed), dtype)
+        layer.train()
+        layer.needs_input_grad = True
+        return layer
+
+    def sample(self, dtype=np.float64, shift=0.0):
+        return (sample_input(type(self.layer), self.rng, self.input_shape) + shift).astype(dtype)
+
+    # Gradients
+
+    def gradient_checks(self):
+        """Return the gradient checks, in training mode and, where it differs, in eval mode."""
+        try:
+            subject = self._float64_subject()
+        except Exception as error:  # noqa: BLE001 - reported as a failed check
+            message = " ".join(str(error).split())
+            return [Check("gradient[input]", False,
+                          detail=f"no float64 instance: {type(error).__name__}: {message}")]
+
+        modes = [("", True)]
+        if getattr(type(subject), "eval_behavior", "same") != "same":
+            modes.append((" (eval)", False))
+
+        checks = []
+        for suffix, training in modes:
+            subject.train(training)
+            checks.extend(self._gradient_checks_in_mode(subject, suffix))
+        subject.train()
+        return checks
+
+    def _float64_subject(self):
+        """Return the layer itself when its parameters are float64, else a float64 instance."""
+        if all(value.dtype == np.float64 for value in self.layer.params.values()):
+            return self.layer
+        return self.fresh(np.float64)
+
+    def _gradient_checks_in_mode(self, layer, suffix):
+        x = self.sample()
+        states = _generator_states(layer)
+        try:
+            out = _forward(layer, x, states)
+            weights = self.rng.normal(size=np.shape(out))
+            analytic_input = layer.backward(weights.copy())
+            analytic_params = {name: np.array(layer.grads.get(name), dtype=np.float64)
+                               for name in layer.params}
+        except Exception as error:  # noqa: BLE001 - reported as a failed check
+            message = " ".join(str(error).split())
+            return [Check(f"gradient[input]{suffix}", False,
+                          detail=f"raised {type(error).__name__}: {message}")]
+
+        def objective():
+            return float(np.sum(weights * _forward(layer, x, states)))
+
+        checks = [self._compare(f"gradient[input]{suffix}", analytic_input,
+                                lambda: numerical_gradient(objective, x, self.eps), x.shape)]
+        for name, value in layer.params.items():
+            checks.append(self._compare(
+                f"gradient[{name}]{suffix}", analytic_params[name],
+                lambda value=value: numerical_gradient(objective, value, self.eps), value.shape))
+        return checks
+
+    def _compare(self, name, analytic, numeric_function, shape):
+        if analytic is None:
+            return Check(name, False, detail="backward returned None with needs_input_grad on")
+        if np.shape(analytic) != shape:
+            return Check(name, False, detail=f"gradient has shape {np.shape(analytic)}, "
+                                             f"expected {shape}")
+        try:
+            numeric = numeric_function()
+        except Exception as error:  # noqa: BLE001 - reported as a failed check
+            message = " ".join(str(error).split())
+            return Check(name, False, detail=f"raised {type(error).__name__}: {message}")
+        error = gradient_error(analytic, numeric)
+        detail = "" if error <= self.tolerance else "backward disagrees with central differences"
+        return Check(name, error <= self.tolerance, error, self.tolerance, detail)
+
+    # Shapes and dtypes
+
+    def shapes_and_dtypes(self, dtype):
+        dtype = np.dtype(dtype)
+        layer = self.fresh(dtype)
+        x = self.sample(dtype)
+        out = layer.forward(x)
+        problems = []
+        if not isinstance(out, np.ndarray):
+            return False, f"forward returned {type(out).__name__}, not an array"
+        if out.dtype != dtype:
+            problems.append(f"output dtype {out.dtype}")
+        if out.ndim == 0 or out.shape[0] != x.shape[0]:
+            problems.append(f"output shape {out.shape} lost the batch axis of {x.shape[0]}")
+
+        grad_input = layer.backward(np.ones_like(out))
+        if not isinstance(grad_input, np.ndarray):
+            problems.append(f"backward returned {type(grad_input).__name__}, not an array")
+        elif grad_input.shape != x.shape or grad_input.dtype != dtype:
+            problems.append(f"input gradient {grad_input.shape} {grad_input.dtype}")
+
+        problems.extend(_parameter_problems(layer, dtype))
+        if problems:
+            return False, f"expected {dtype.name}: " + "; ".join(problems)
+        return True, ""
+
+    # Side effects
+
+    def backward_keeps_inputs(self):
+        layer = self.layer
+        x = self.sample()
+        x_before = x.copy()
+        states = _generator_states(layer)
+        out = _forward(layer, x, states)
+        grad = self.rng.normal(size=out.shape)
+        grad_before = grad.copy()
+
+        first = _copy_or_none(layer.backward(grad))
+        problems = []
+        if not np.array_equal(grad, grad_before):
+            problems.append("backward modified its argument")
+        if not np.array_equal(x, x_before):
+            problems.append("forward or backward modified the input")
+        second = _copy_or_none(layer.backward(grad.copy()))
+        if not _same(first, second):
+            problems.append("a second backward after one forward returned a different "
+                            "gradient, so backward changed the cached state")
+        return not problems, "; ".join(problems)
+
+    def repeatable(self):
+        layer = self.layer
+        x = self.sample()
+        states = _generator_states(layer)
+        grad = None
+        passes = []
+        for _ in range(2):
+            out = _forward(layer, x, states).copy()
+            grad = self.rng.normal(size=out.shape) if grad is None else grad
+            grad_input = _copy_or_none(layer.backward(grad.copy()))
+            passes.append((out, grad_input, _copy_grads(layer)))
+
+        (out_a, input_a, grads_a), (out_b, input_b, grads_b) = passes
+        problems = []
+        if not np.array_equal(out_a, out_b):
+            problems.append("outputs differ")
+        if not _same(input_a, input_b):
+            problems.append("input gradients differ")
+        problems.extend(f"gradient of {name} differs (accumulated?)" for name in grads_a
+                        if not _same(grads_a[name], grads_b.get(name)))
+        return not problems, "; ".join(problems)
+
+    def input_grad_skip(self):
+        layer = self.layer
+        x = self.sample()
+        states = _generator_states(layer)
+        out = _forward(layer, x, states)
+        grad = self.rng.normal(size=out.shape)
+        with_input = _copy_or_none(layer.backward(grad.copy()))
+        grads_with = _copy_grads(layer)
+
+        layer.needs_input_grad = False
+        try:
+            _forward(layer, x, states)
+            without_input = layer.backward(grad.copy())
+            grads_without = _copy_grads(layer)
+        finally:
+            layer.needs_input_grad = True
+
+        problems = []
+        if without_input is not None and not _same(without_input, with_input):
+            problems.append("returned a different input gradient")
+        problems.extend(f"gradient of {name} differs" for name in grads_with
+                        if not _same(grads_with[name], grads_without.get(name)))
+        return not problems, "; ".join(problems)
+
+    # Parameters, seeds and modes
+
+    def save_load(self):
+        from minilearn.model import Sequential
+
+        source = self.fresh(np.float64)
+        if not source.params:
+            return True, "no parameters"
+        for value in source.params.values():
+            value[...] = self.rng.normal(size=value.shape)
+
+        target = self.fresh(np.float64, seed=self.seed + 1)
+        with tempfile.TemporaryDirectory() as directory:
+            path = Path(directory) / "layer.npz"
+            Sequential([source]).save(path)
+            Sequential([target]).load(path)
+
+        different = [name for name, value in source.params.items()
+                     if not np.array_equal(value, target.params.get(name))
+                     or value.dtype != target.params[name].dtype]
+        if different:
+            return False, f"parameters changed by the round trip: {', '.join(different)}"
+        return True, ""
+
+    def same_seed(self):
+        first = self.fresh(np.float64)
+        second = self.fresh(np.float64)
+        problems = [f"initial {name} differs" for name, value in first.params.items()
+                    if not np.array_equal(value, second.params.get(name))]
+
+        x = self.sample()
+        if not np.array_equal(first.forward(x), second.forward(x)):
+            problems.append("training-mode outputs differ: randomness must come from the rng "
+                            "argument, not numpy's global state")
+        first.eval()
+        second.eval()
+        if not np.array_equal(first.forward(x), second.forward(x)):
+            problems.append("evaluation-mode outputs differ")
+        return not problems, "; ".join(problems)
+
+    def train_eval(self):
+        layer = self.fresh(np.float64)
+        behavior = getattr(type(layer), "eval_behavior", "same")
+        problems = _mode_switch_problems(layer)
+        if behavior not in EVAL_BEHAVIORS:
+            return False, (f"eval_behavior = {behavior!r} is not one of "
+                           f"{', '.join(EVAL_BEHAVIORS)}")
+
+        shift = 3.0 if behavior == "running_statistics" else 0.0
+        x = self.sample(shift=shift)
+        check = {"same": _same_in_both_modes, "identity": _identity_in_eval,
+                 "running_statistics": _running_statistics_in_eval}[behavior]
+        problems.extend(check(layer, x, self.rng))
+        detail = "; ".join(problems) if problems else f"eval_behavior = {behavior!r}"
+        return not problems, detail
+
+
+def _parameter_problems(layer, dtype):
+    problems = []
+    if set(layer.grads) != set(layer.params):
+        problems.append(f"grads has {sorted(layer.grads)} but params has {sorted(layer.params)}")
+    for name, value in layer.params.items():
+        grad = layer.grads.get(name)
+        if value.dtype != dtype:
+            problems.append(f"parameter {name} dtype {value.dtype}")
+        if grad is not None and (np.shape(grad) != value.shape or grad.dtype != dtype):
+            problems.append(f"gradient of {name} {np.shape(grad)} {grad.dtype}, parameter "
+                            f"{value.shape}")
+    return problems
+
+
+def _mode_switch_problems(layer):
+    problems = []
+    if layer.eval() is not layer or layer.training:
+        problems.append("eval() must set training = False and return the layer")
+    if layer.train() is not layer or not layer.training:
+        problems.append("train() must set training = True and return the layer")
+    return problems
+
+
+def _state_snapshot(layer):
+    """Copy the parameters and buffers, the state that an eval-mode forward must not change."""
+    arrays = {f"params.{name}": value.copy() for name, value in layer.params.items()}
+    for name, value in getattr(layer, "buffers", {}).items():
+        arrays[f"buffers.{name}"] = np.array(value, copy=True)
+    return arrays
+
+
+def _changed(before, after):
+    return [name for name in before if not np.array_equal(before[name], after[name])]
+
+
+def _same_in_both_modes(layer, x, rng):
+    states = _generator_states(layer)
+    layer.train()
+    train_out = _forward(layer, x, states).copy()
+    layer.eval()
+    before = _state_snapshot(layer)
+    eval_out = _forward(layer, x, states)
+    problems = [f"evaluation-mode forward changed {name}"
+                for name in _changed(before, _state_snapshot(layer))]
+    if not np.array_equal(train_out, eval_out):
+        problems.append("declared 'same' but training and evaluation outputs differ")
+    layer.train()
+    return problems
+
+
+def _identity_in_eval(layer, x, rng):
+    layer.eval()
+    out = layer.forward(x)
+    grad = rng.normal(size=x.shape)
+    grad_input = layer.backward(grad.copy())
+    layer.train()
+    problems = []
+    if not np.array_equal(out, x):
+        problems.append("declared 'identity' but the evaluation-mode output differs from the input")
+    if grad_input is None or not np.array_equal(grad_input, grad):
+        problems.append("declared 'identity' but the evaluation-mode backward changes the gradient")
+    return problems
+
+
+def _running_statistics_in_eval(layer, x, rng):
+    buffers = getattr(layer, "buffers", None)
+    if not buffers:
+        return ["declared 'running_statistics' but has no buffers"]
+
+    problems = []
+    layer.train()
+    before = _state_snapshot(layer)
+    train_out = layer.forward(x).copy()
+    if not _changed(before, _state_snapshot(layer)):
+        problems.append("a training-mode forward left the running statistics unchanged")
+
+    layer.eval()
+    before = _state_snapshot(layer)
+    eval_out = layer.forward(x).copy()
+    problems.extend(f"evaluation-mode forward changed {name}"
+                    for name in _changed(before, _state_snapshot(layer)))
+    single = np.concatenate([layer.forward(x[i:i + 1]) for i in range(len(x))])
+    layer.train()
+
+    if not np.allclose(single, eval_out, **_CLOSE):
+        problems.append("evaluation-mode output of a sample depends on the rest of the batch")
+    if np.allclose(train_out, eval_out, **_CLOSE):
+        problems.append("training and evaluation outputs agree on a shifted input, so "
+                        "evaluation mode does not use the running statistics")
+    return problems
+
+
+def _copy_or_none(value):
+    return None if value is None else np.array(value, copy=True)
+
+
+def _copy_grads(layer):
+    return {name: np.array(value, copy=True) for name, value in layer.grads.items()}
+
+
+def _same(a, b):
+    if a is None or b is None:
+        return a is None and b is None
+    return np.shape(a) == np.shape(b) and np.array_equal(a, b)
+
+
+# Loss checks
+
+
+def sample_outputs(expects, rng, shape):
+    """Return float64 model outputs of ``shape`` of the kind a loss ``expects``.
+
+    "logits" and "any" give normal values with standard deviation 1.5,
+    "probabilities" their softmax and "log_probabilities" their log-softmax.
+    """
+    logits = 1.5 * rng.normal(size=shape)
+    if expects == "probabilities":
+        return F.softmax(logits, axis=-1)
+    if expects == "log_probabilities":
+        return F.log_softmax(logits, axis=-1)
+    return logits
+
+
+def choose_targets(loss, outputs, rng):
+    """Return (targets, description) that ``loss`` accepts for ``outputs`` (N, K).
+
+    A loss class may define a classmethod ``example_targets(rng, outputs)``.
+    Otherwise the kit tries class indices (N,) first and, when the loss rejects
+    them with ValueError or TypeError, probabilities in [0, 1] shaped like the
+    outputs (as binary cross-entropy takes them).
+    """
+    sampler = getattr(type(loss), "example_targets", None)
+    if sampler is not None:
+        return np.asarray(sampler(rng, outputs)), "from example_targets"
+
+    n_samples, n_classes = outputs.shape[0], outputs.shape[-1]
+    indices = rng.integers(0, n_classes, size=n_samples)
+    try:
+        copy.deepcopy(loss).forward(outputs.copy(), indices)
+    except (ValueError, TypeError):
+        return rng.uniform(size=outputs.shape), "probabilities shaped like the outputs"
+    return indices, "class indices"
+
+
+def example_loss(cls, reduction=None):
+    """Build an instance of the loss class ``cls``, with ``reduction`` when given.
+
+    Uses ``cls.example(reduction)`` when the class defines it, else the constructor.
+    """
+    example = getattr(cls, "example", None)
+    if example is not None:
+        return example(reduction)
+    if reduction is None:
+        return cls()
+    return cls(reduction=reduction)
+
+
+def check_loss(loss, input_shape=DEFAULT_LOSS_INPUT_SHAPE, *, targets=None, factory=None, seed=0,
+               tolerance=GRADIENT_TOLERANCE, eps=FINITE_DIFFERENCE_STEP, name=None):
+    """Run every check of the loss contract on ``loss`` and return a CheckReport.
+
+    The outputs of ``input_shape`` (N, K) are of the kind ``loss.expects``. The
+    targets are ``targets`` when given, else as ``choose_targets`` picks them.
+    ``factory(reduction)`` builds instances for the reduction checks (default:
+    ``example_loss`` of the loss's class). The checks:
+
+    - ``gradient``: backward against float64 central differences;
+    - ``shapes_dtypes[float32]``, ``shapes_dtypes[float64]``: a finite loss of the
+      right shape, and a gradient with the outputs' shape and dtype;
+    - ``inputs_unchanged``: forward and backward modify neither the outputs nor the
+      targets, and a second backward returns the same gradient;
+    - ``repeatable``: two forward and backward passes give the same loss and gradient;
+    - for a loss whose constructor takes ``reduction``: ``reductions`` ("none" has
+      one loss per sample, and "sum" and "mean" are their sum and mean) and the
+      gradient checks ``gradient[sum]`` and ``gradient[none]``, the latter with a
+      random upstream gradient per sample.
+    """
+    input_shape = tuple(int(size) for size in input_shape)
+    cls = type(loss)
+    if factory is None:
+        def factory(reduction):
+            return example_loss(cls, reduction)
+
+    rng = np.random.default_rng(seed)
+    outputs = sample_outputs(getattr(loss, "expects", "any"), rng, input_shape)
+    if targets is None:
+        targets, described = choose_targets(loss, outputs, rng)
+    else:
+        targets, described = np.asarray(targets), "given"
+
+    report = CheckReport("loss", name or _display_name(cls))
+    context = _LossContext(loss, outputs, targets, factory, rng, tolerance, eps)
+    report.checks.append(_guarded("gradient", context.gradient, loss))
+    report.checks[-1].detail = report.checks[-1].detail or f"targets: {described}"
+    for dtype in (np.float32, np.float64):
+        report.checks.append(_guarded(f"shapes_dtypes[{np.dtype(dtype).name}]",
+                                      context.shapes_and_dtypes, dtype))
+    report.checks.append(_guarded("inputs_unchanged", context.inputs_unchanged))
+    report.checks.append(_guarded("repeatable", context.repeatable))
+    if "reduction" in inspect.signature(cls).parameters:
+        report.checks.append(_guarded("reductions", context.reductions))
+        for reduction in ("sum", "none"):
+            report.checks.append(_guarded(f"gradient[{reduction}]", context.reduction_gradient,
+                                          reduction))
+    return report
+
+
+class _LossContext:
+    """The outputs, targets and settings that the checks of one ``check_loss`` call share."""
+
+    def __init__(self, loss, outputs, targets, factory, rng, tolerance, eps):
+        self.loss = loss
+        self.outputs = outputs
+        self.targets = targets
+        self.factory = factory
+        self.rng = rng
+        self.tolerance = tolerance
+        self.eps = eps
+
+    def gradient(self, loss, upstream=None):
+        """Compare backward with central differences of L, or of sum(upstream * L) per sample."""
+        outputs = self.outputs.copy()
+        value = loss.forward(outputs, self.targets)
+        if upstream is None and np.ndim(value) != 0:
+            upstream = self.rng.normal(size=np.shape(value))
+        analytic = loss.backward(None if upstream is None else upstream.copy())
+
+        def objective():
+            value = loss.forward(outputs, self.targets)
+            if upstream is None:
+                return float(value)
+            return float(np.sum(upstream * value))
+
+        if np.shape(analytic) != outputs.shape:
+            return False, f"gradient has shape {np.shape(analytic)}, expected {outputs.shape}"
+        error = gradient_error(analytic, numerical_gradient(objective, outputs, self.eps))
+        detail = "" if error <= self.tolerance else "backward disagrees with central differences"
+        return error <= self.tolerance, detail, error, self.tolerance
+
+    def shapes_and_dtypes(self, dtype):
+        dtype = np.dtype(dtype)
+        outputs = self.outputs.astype(dtype)
+        value = self.loss.forward(outputs, self.targets)
+        grad = self.loss.backward()
+        problems = []
+        if np.ndim(value) == 0:
+            if not np.isfinite(float(value)):
+                problems.append(f"loss {value} is not finite")
+        elif np.shape(value) != outputs.shape[:1]:
+            problems.append(f"per-sample loss shape {np.shape(value)}, expected {outputs.shape[:1]}")
+        if not isinstance(grad, np.ndarray):
+            problems.append(f"backward returned {type(grad).__name__}, not an array")
+        elif grad.shape != outputs.shape or grad.dtype != dtype:
+            problems.append(f"gradient {grad.shape} {grad.dtype}, expected {outputs.shape} "
+                            f"{dtype.name}")
+        return not problems, "; ".join(problems)
+
+    def inputs_unchanged(self):
+        outputs = self.outputs.copy()
+        targets = np.array(self.targets, copy=True)
+        self.loss.forward(outputs, targets)
+        first = _copy_or_none(self.loss.backward())
+        second = _copy_or_none(self.loss.backward())
+        problems = []
+        if not np.array_equal(outputs, self.outputs):
+            problems.append("the outputs were modified")
+        if not np.array_equal(targets, self.targets):
+            problems.append("the targets were modified")
+        if not _same(first, second):
+            problems.append("a second backward returned a different gradient")
+        return not problems, "; ".join(problems)
+
+    def repeatable(self):
+        passes = []
+        for _ in range(2):
+            value = np.array(self.loss.forward(self.outputs.copy(), self.targets), copy=True)
+            passes.append((value, _copy_or_none(self.loss.backward())))
+        (value_a, grad_a), (value_b, grad_b) = passes
+        problems = []
+        if not np.array_equal(value_a, value_b):
+            problems.append("losses differ")
+        if not _same(grad_a, grad_b):
+            problems.append("gradients differ")
+        return not problems, "; ".join(problems)
+
+    def reductions(self):
+        values = {reduction: self.factory(reduction).forward(self.outputs.copy(), self.targets)
+                  for reduction in REDUCTIONS}
+        per_sample = np.asarray(values["none"], dtype=np.float64)
+        problems = []
+        if per_sample.shape != self.outputs.shape[:1]:
+            return False, f"reduction 'none' gave shape {per_sample.shape}, expected " \
+                          f"{self.outputs.shape[:1]}"
+        if not np.isclose(float(values["mean"]), per_sample.mean(), **_CLOSE):
+            problems.append(f"'mean' {float(values['mean'])} is not the mean of 'none' "
+                            f"{per_sample.mean()}")
+
+        # "sum" adds per-sample losses, or every element for losses such as MSE whose
+        # per-sample value is a mean over the sample's elements.
+        elements = self.outputs[0].size
+        total = float(values["sum"])
+        if np.isclose(total, per_sample.sum(), **_CLOSE):
+            convention = "'sum' adds the samples"
+        elif np.isclose(total, per_sample.sum() * elements, **_CLOSE):
+            convention = "'sum' adds the elements"
+        else:
+            problems.append(f"'sum' {total} is neither the sum of 'none' {per_sample.sum()} nor "
+                            f"that times the {elements} elements per sample")
+        return (not problems, "; ".join(problems) if problems else convention)
+
+    def reduction_gradient(self, reduction):
+        loss = self.factory(reduction)
+        upstream = self.rng.normal(size=self.outputs.shape[:1]) if reduction == "none" else None
+        return self.gradient(loss, upstream)
+
+
+# The registry
+
+
+def check_registered_layer(name, *, seed=0):
+    """Build the layer registered as ``name`` with ``example_layer`` and check it."""
+    cls = LAYERS.get(name)
+    input_shape = tuple(getattr(cls, "example_input_shape", DEFAULT_LAYER_INPUT_SHAPE))
+
+    def factory(rng, dtype):
+        return example_layer(cls, rng, dtype, input_shape)
+
+    try:
+        layer = factory(np.random.default_rng(seed), np.float64)
+    except Exception as error:  # noqa: BLE001 - reported as a failed check
+        return _unbuildable("layer", name, error)
+    return check_layer(layer, input_shape, factory=factory, seed=seed, name=name)
+
+
+def check_registered_loss(name, *, seed=0):
+    """Build the loss registered as ``name`` with ``example_loss`` and check it."""
+    cls = LOSSES.get(name)
+    input_shape = tuple(getattr(cls, "example_input_shape", DEFAULT_LOSS_INPUT_SHAPE))
+    try:
+        loss = example_loss(cls)
+    except Exception as error:  # noqa: BLE001 - reported as a failed check
+        return _unbuildable("loss", name, error)
+    return check_loss(loss, input_shape, seed=seed, name=name)
+
+
+def _unbuildable(kind, name, error):
+    message = " ".join(str(error).split())
+    return CheckReport(kind, name, [Check("build", False,
+                                          detail=f"{type(error).__name__}: {message}")])
+
+
+def check_registered(names=None, *, seed=0):
+    """Check the registered layers and losses named in ``names`` (default: all of them).
+
+    A name registered both as a layer and as a loss is checked as both. An unknown
+    name raises ValueError listing the registered ones. Returns the reports, layers first.
+    """
+    _import_builtins()
+    if names is None:
+        names = LAYERS.names() + [name for name in LOSSES.names() if name not in LAYERS]
+    unknown = [name for name in names if name not in LAYERS and name not in LOSSES]
+    if unknown:
+        raise ValueError(f"unknown layer or loss {unknown[0]!r}; registered layers: "
+                         f"{', '.join(LAYERS.names())}; registered losses: "
+                         f"{', '.join(LOSSES.names())}")
+
+    reports = [check_registered_layer(name, seed=seed) for name in names if name in LAYERS]
+    reports += [check_registered_loss(name, seed=seed) for name in names if name in LOSSES]
+    return reports
+
+
+def _import_builtins():
+    """Import the modules whose classes register themselves on import."""
+    import minilearn.layers  # noqa: F401
+    import minilearn.losses  # noqa: F401
