@@ -364,12 +364,15 @@ def _resolve_named(raw, section, source):
     for key, default in options.items():
         if key in resolved:
             continue
-        if key in fixed:
+        # A fixed default, such as optimizer.lr = 0.1, fills in only what the class
+        # leaves without one, so Adam keeps its own lr of 0.001.
+        if default is _REQUIRED and key in fixed:
             resolved[key] = copy.deepcopy(fixed[key].default)
         elif default is _REQUIRED:
             raise ConfigError(f"{source}: {section}.{key} is missing; {section} {name!r} needs it")
         elif default is not None:
-            resolved[key] = default
+            # TOML has no tuples, so a tuple default such as Adam's betas is kept as a list.
+            resolved[key] = list(default) if isinstance(default, tuple) else default
 
     try:
         build_from_config(resolved, section)
