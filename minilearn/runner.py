@@ -184,7 +184,7 @@ def _train_and_write(config, directory, progress):
 
 
 def output_cross_entropy(model, X, y):
-    """Return the mean cross-entropy in nats of the model's predicted classes on X (N, D), y (N,).
+    """Return the mean cross-entropy (nats) of the model's class distribution on X (N, D), y (N,).
 
     It compares runs trained on different losses on one scale. Logit outputs go
     through the stable log-softmax, and log-probability outputs are used as they
