@@ -73,6 +73,33 @@ def build_parser():
     replay.add_argument("--overwrite", action="store_true",
                         help="allow --out to name an existing non-empty directory")
     replay.add_argument("--quiet", action="store_true", help="print only errors and the verdict")
+
+    experiment = commands.add_parser(
+        "experiment", help="run a flagship experiment: mse_vs_ce or stable_vs_naive",
+        description="Run every (scenario, variant, seed) of an experiment as an ordinary run, "
+                    "then write summary.json, summary.md and PNG figures into the output "
+                    "directory. python experiments/NAME.py takes the same options.")
+    experiment.add_argument("name", metavar="NAME", choices=("mse_vs_ce", "stable_vs_naive"),
+                            help="the experiment: mse_vs_ce or stable_vs_naive")
+    experiment.add_argument("--config", metavar="FILE",
+                            help="experiment config (default: configs/experiments/NAME.toml)")
+    experiment.add_argument("--out", metavar="DIR",
+                            help="output directory (default: a new directory under runs/)")
+    experiment.add_argument("--overwrite", action="store_true",
+                            help="allow --out to name an existing non-empty directory")
+    experiment.add_argument("--jobs", metavar="N", type=int, default=1,
+                            help="runs trained in parallel by joblib; -1 for one per CPU core "
+                                 "(default 1)")
+    experiment.add_argument("--backend", metavar="NAME",
+                            help="joblib backend, e.g. loky (default), threading, or dask once "
+                                 "a Dask client is set up")
+    experiment.add_argument("--quick", action="store_true",
+                            help="the small budget of the config's [quick] table, in seconds")
+    experiment.add_argument("--shared-lr", metavar="RATE", type=float,
+                            help="give every run this learning rate instead of each variant's "
+                                 "own from the config or the search")
+    experiment.add_argument("--quiet", action="store_true",
+                            help="print only errors and where the summary went")
     return parser
 
 
@@ -90,7 +117,7 @@ def main(argv=None):
 
     _configure_logging(quiet=getattr(args, "quiet", False))
     handler = {"run": _command_run, "replay": _command_replay,
-               "bench": _command_bench}[args.command]
+               "bench": _command_bench, "experiment": _command_experiment}[args.command]
     try:
         return handler(args)
     except (ValueError, TypeError) as error:
@@ -168,6 +195,18 @@ def _command_bench(args):
         print(f"- minilearn --help: {help_seconds:.3f} s against {numpy_seconds:.3f} s for "
               f"python -c \"import numpy\" (ratio {help_seconds / numpy_seconds:.2f}, best of "
               f"{2 if args.quick else 5}).")
+    return EXIT_OK
+
+
+def _command_experiment(args):
+    from minilearn.experiments import run_experiment
+
+    result = run_experiment(args.name, config=args.config, out=args.out, jobs=args.jobs,
+                            backend=args.backend, quick=args.quick, overwrite=args.overwrite,
+                            shared_lr=args.shared_lr)
+    print(f"experiment directory: {result.out}")
+    print(f"summary: {result.out / 'summary.md'}")
+    print(f"wall time: {result.wall_seconds:.1f} s")
     return EXIT_OK
 
 

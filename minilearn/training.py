@@ -37,12 +37,18 @@ class History:
     ``first_nonfinite`` describes the first step whose loss or gradient was not
     finite: its ``epoch``, ``step`` within the epoch (from 0), ``global_step``
     (optimizer steps since the start, from 0) and ``quantity``.
+    With early stopping, ``best_epoch`` is the epoch (from 1) with the best
+    monitored value, whose parameters the model holds at the end when
+    ``restore_best`` is on, and ``stopped_epoch`` is the epoch after which early
+    stopping ended training. Both are None otherwise.
     """
 
     epochs: list = field(default_factory=list)
     status: str = "completed"
     message: str = ""
     first_nonfinite: dict | None = None
+    best_epoch: int | None = None
+    stopped_epoch: int | None = None
 
     def __getitem__(self, key):
         """Return the values of one metric over the epochs, e.g. ``history["val_loss"]``."""
@@ -159,7 +165,8 @@ def evaluate(model, loss, X, y, batch_size=4096):
 
 
 def fit(model, loss, optimizer, X, y, *, epochs, batch_size, seed, validation=None,
-        progress=True, on_nonfinite="stop", on_epoch_end=None):
+        progress=True, on_nonfinite="stop", on_epoch_end=None, schedule=None,
+        early_stopping=None):
     """Train ``model`` with mini-batches and return its ``History``.
 
     X is (N, D) and y (N,) integer class targets. Each epoch visits the samples in a
@@ -174,6 +181,14 @@ def fit(model, loss, optimizer, X, y, *, epochs, batch_size, seed, validation=No
     non-finite loss or gradient, before that step's update) or ``"continue"`` (count
     such steps per epoch and go on). ``on_epoch_end(record, model)`` is called after
     each completed epoch, e.g. to write metrics to disk as training goes.
+
+    ``schedule`` is an optional ``minilearn.schedules.Schedule``. It sets
+    ``optimizer.lr`` before the first epoch and after each epoch, so each record's
+    ``lr`` is the rate of every update in that epoch. ``early_stopping`` is an
+    optional ``minilearn.early_stopping.EarlyStopping``, checked after each epoch.
+    When it stops training, the status stays ``"completed"``, the message says
+    why, and ``History.stopped_epoch`` is set. Whatever the status, the model ends
+    with the parameters of ``History.best_epoch`` when it restores them.
     """
     _check_positive_int("epochs", epochs)
     _check_positive_int("batch_size", batch_size)
@@ -186,6 +201,11 @@ def fit(model, loss, optimizer, X, y, *, epochs, batch_size, seed, validation=No
     if validation is not None:
         X_val, y_val = check_training_data(model, *validation, name="validation")
 
+    if schedule is not None:
+        schedule.start(optimizer, epochs, has_validation=validation is not None)
+    if early_stopping is not None:
+        early_stopping.start(has_validation=validation is not None)
+
     rng = np.random.default_rng(seed)
     history = History()
     bar = _progress_bar(epochs, progress)
@@ -197,6 +217,7 @@ def fit(model, loss, optimizer, X, y, *, epochs, batch_size, seed, validation=No
     with _stop_on_sigint() as interrupt, np.errstate(over="ignore", invalid="ignore"):
         for epoch in range(1, epochs + 1):
             started = time.perf_counter()
+            lr = optimizer.lr
             order = rng.permutation(len(X))
             totals = _EpochTotals()
 
@@ -224,20 +245,38 @@ def fit(model, loss, optimizer, X, y, *, epochs, batch_size, seed, validation=No
             if history.status != "completed":
                 break
 
-            record = totals.record(epoch, len(X), optimizer.lr)
+            record = totals.record(epoch, len(X), lr)
             if validation is not None:
                 record["val_loss"], record["val_accuracy"] = evaluate(model, loss, X_val, y_val)
             record["seconds"] = time.perf_counter() - started
             history.epochs.append(record)
             _report_epoch(bar, record, epochs)
+            stop = early_stopping is not None and early_stopping.update(record, model)
             if on_epoch_end is not None:
                 on_epoch_end(record, model)
+            if stop:
+                history.stopped_epoch = early_stopping.stopped_epoch
+                history.message = early_stopping.describe_stop()
+                break
+            if schedule is not None:
+                schedule.step(record)
 
     if bar is not None:
         bar.close()
+    if early_stopping is not None:
+        _finish_early_stopping(early_stopping, model, history)
     if history.status != "completed":
         logger.warning(history.message)
+    elif history.stopped_epoch is not None:
+        logger.info(history.message)
     return history
+
+
+def _finish_early_stopping(early_stopping, model, history):
+    """Put the best parameters back and record the best epoch."""
+    history.best_epoch = early_stopping.best_epoch
+    if early_stopping.restore(model) and history.status != "completed":
+        history.message += f"; restored the parameters of epoch {early_stopping.best_epoch}"
 
 
 class _EpochTotals:
