@@ -5,6 +5,9 @@ config then names it (``type = "leaky_relu"``) with its constructor options. Thi
 module imports nothing from minilearn, so every other module may import it.
 """
 
+import os
+import sys
+
 
 class Registry:
     """A mapping from names to classes of one kind (``"layer"``, ``"loss"``, ...)."""
@@ -18,14 +21,16 @@ class Registry:
 
         Registering a different class under a taken name raises ValueError, so a
         plugin cannot silently replace a built-in. Re-registering the same class
-        (e.g. when a module is imported twice) is allowed.
+        (e.g. when a module is imported twice) is allowed, and so is the same class
+        definition from the same file imported under another module name, as when
+        a plugin file is loaded by path and also imported by its name.
         """
         if not isinstance(name, str) or not name:
             raise ValueError(f"a {self.kind} name must be a non-empty string, got {name!r}")
 
         def decorator(cls):
             existing = self._classes.get(name)
-            if existing is not None and _qualified(existing) != _qualified(cls):
+            if existing is not None and not _same_definition(existing, cls):
                 raise ValueError(f"{self.kind} name {name!r} is already registered to "
                                  f"{_qualified(existing)}; choose another name")
             self._classes[name] = cls
@@ -73,6 +78,21 @@ class Registry:
 
 def _qualified(cls):
     return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _same_definition(first, second):
+    """Return True when two classes come from one definition: same module, or same file and name."""
+    if _qualified(first) == _qualified(second):
+        return True
+    first_file, second_file = _source_file(first), _source_file(second)
+    return (first.__qualname__ == second.__qualname__ and first_file is not None
+            and first_file == second_file)
+
+
+def _source_file(cls):
+    """Return the resolved path of the file that defines ``cls``, or None when it has none."""
+    module_file = getattr(sys.modules.get(cls.__module__), "__file__", None)
+    return None if module_file is None else os.path.realpath(module_file)
 
 
 LAYERS = Registry("layer")

@@ -7,9 +7,19 @@ from pathlib import Path
 import numpy as np
 
 from minilearn import layers
-from minilearn.config import build_from_config, make_loss_from_config, to_toml
+from minilearn.config import (
+    OUTPUT_WIDTH_OPTION,
+    WIDTH_OPTIONS,
+    ConfigError,
+    build_from_config,
+    constructor_options,
+    layer_arguments,
+    make_loss_from_config,
+    to_toml,
+)
 from minilearn.losses import CrossEntropy, NLLLoss
 from minilearn.model import Sequential
+from minilearn.plugins import load_plugins
 from minilearn.rundir import RunDirectory, command_line, open_run_directory
 from minilearn.training import evaluate, fit
 
@@ -75,8 +85,15 @@ def build_model(model_config, n_features, n_classes, rng):
     Each hidden size adds a Linear layer and the activation. The last Linear layer
     maps to ``n_classes`` logits, optionally followed by a softmax. With
     ``init = "auto"``, layers that feed a ReLU use He initialization and the rest Glorot.
+    A non-empty ``model.layers`` list replaces ``hidden`` and ``activation``, and
+    ``build_layers`` builds it.
     """
     dtype = np.dtype(model_config["dtype"])
+    if model_config.get("layers"):
+        model_layers = build_layers(model_config["layers"], n_features, n_classes, rng,
+                                    dtype=dtype, init=model_config["init"])
+        return Sequential(model_layers + _output_layers(model_config))
+
     activation = model_config["activation"]
     hidden_init = model_config["init"]
     if hidden_init == "auto":
@@ -90,13 +107,122 @@ def build_model(model_config, n_features, n_classes, rng):
         model_layers.append(ACTIVATION_LAYERS[activation]())
         width = size
     model_layers.append(layers.Linear(width, n_classes, rng=rng, dtype=dtype, init=output_init))
+    return Sequential(model_layers + _output_layers(model_config))
+
+
+def _output_layers(model_config):
+    """Return the layers that follow the logits: the temperature, then the output's softmax."""
+    output_layers = []
     if model_config["temperature"] != 1:
-        model_layers.append(Temperature(model_config["temperature"]))
+        output_layers.append(Temperature(model_config["temperature"]))
 
     output_layer = OUTPUT_LAYERS[model_config["output"]]
     if output_layer is not None:
-        model_layers.append(output_layer())
-    return Sequential(model_layers)
+        output_layers.append(output_layer())
+    return output_layers
+
+
+# Layer types before which init = "auto" gives a Linear layer He initialization.
+RELU_TYPES = ("relu", "leaky_relu")
+
+
+def build_layers(tables, n_features, n_classes, rng, *, dtype, init="auto"):
+    """Build the layers that resolved ``[[model.layers]]`` tables describe, first to last.
+
+    Widths come from the data. ``in_features`` and ``num_features`` default to the
+    output width of the previous layer (``n_features`` for the first layer), which
+    is measured by running that layer in evaluation mode on a batch of zeros. The
+    last layer that takes ``out_features`` gets ``n_classes`` when its table leaves
+    it out, and must equal it when the table sets it. The final output width must
+    be ``n_classes``, or ConfigError is raised. Layers whose constructor takes
+    ``rng`` and ``dtype`` get ``rng`` and ``dtype``. A Linear layer without an
+    ``init`` of its own gets ``init``, where "auto" means He before a relu or
+    leaky_relu and Glorot elsewhere.
+    """
+    from minilearn.registry import LAYERS
+
+    classes = [LAYERS.get(table["type"]) for table in tables]
+    sized = [index for index, cls in enumerate(classes)
+             if OUTPUT_WIDTH_OPTION in constructor_options(cls)]
+    last_sized = sized[-1] if sized else None
+
+    model_layers = []
+    width = n_features
+    for index, (table, cls) in enumerate(zip(tables, classes)):
+        where = f"model.layers[{index}]"
+        _check_input_width(table, width, where)
+        out_features = None
+        if index == last_sized:
+            out_features = n_classes
+            _check_class_count(table, n_classes, where)
+
+        arguments = layer_arguments(cls, table, width=width, dtype=dtype, rng=rng,
+                                    out_features=out_features,
+                                    init=_linear_init(init, tables, index, cls))
+        layer = _construct_layer(cls, arguments, where)
+        width = _output_width(layer, width, dtype, where)
+        model_layers.append(layer)
+
+    if width != n_classes:
+        raise ConfigError(
+            f"model.layers ends with {width} features per sample but the data has {n_classes} "
+            "classes; end the list with a linear layer and leave out its out_features, so "
+            f"that it gets {n_classes}")
+    return model_layers
+
+
+def _check_input_width(table, width, where):
+    for key in WIDTH_OPTIONS:
+        if key in table and table[key] != width:
+            raise ConfigError(f"{where}.{key} = {table[key]} but the previous layer outputs "
+                              f"{width} features; set it to {width} or leave it out")
+
+
+def _check_class_count(table, n_classes, where):
+    given = table.get(OUTPUT_WIDTH_OPTION)
+    if given is not None and given != n_classes:
+        raise ConfigError(
+            f"{where}.{OUTPUT_WIDTH_OPTION} = {given} but the data has {n_classes} classes; "
+            f"the last {table['type']} layer emits one logit per class, so set it to "
+            f"{n_classes} or leave it out")
+
+
+def _linear_init(init, tables, index, cls):
+    """Return the init of a Linear layer without its own, or None for other layers."""
+    if not issubclass(cls, layers.Linear):
+        return None
+    if init != "auto":
+        return init
+    following = tables[index + 1]["type"] if index + 1 < len(tables) else None
+    return "he" if following in RELU_TYPES else "glorot"
+
+
+def _construct_layer(cls, arguments, where):
+    try:
+        return cls(**arguments)
+    except (TypeError, ValueError) as error:
+        message = " ".join(str(error).split())
+        raise ConfigError(f"{where} (layer {cls.__name__}) is invalid: {message}") from None
+
+
+def _output_width(layer, width, dtype, where):
+    """Run ``layer`` in evaluation mode on zeros (2, width) and return its output width."""
+    was_training = layer.training
+    layer.eval()
+    try:
+        out = layer.forward(np.zeros((2, width), dtype=dtype))
+    except Exception as error:  # noqa: BLE001 - any failure means the widths do not fit
+        message = " ".join(str(error).split())
+        raise ConfigError(f"{where} ({type(layer).__name__}) cannot take inputs of {width} "
+                          f"features: {type(error).__name__}: {message}") from None
+    finally:
+        layer.train(was_training)
+
+    if np.ndim(out) != 2 or len(out) != 2:
+        raise ConfigError(f"{where} ({type(layer).__name__}) turned inputs of shape (2, {width}) "
+                          f"into shape {np.shape(out)}; a layer in model.layers must map (N, D) "
+                          "to (N, H)")
+    return out.shape[1]
 
 
 def build_optimizer(optimizer_config):
@@ -141,6 +267,8 @@ def run(config, *, out=None, overwrite=False, runs_parent="runs", run_name=None,
 
 
 def _train_and_write(config, directory, progress):
+    # resolve_config has imported the plugins already, unless the config came from elsewhere.
+    load_plugins(config.get("plugins", []))
     splits = load_splits(config)
     init_rng, shuffle_rng = seed_streams(config["seed"])
     model = build_model(config["model"], splits.n_features, splits.n_classes, init_rng)
