@@ -100,6 +100,37 @@ def build_parser():
                                  "own from the config or the search")
     experiment.add_argument("--quiet", action="store_true",
                             help="print only errors and where the summary went")
+
+    check = commands.add_parser(
+        "check", help="run the check kit on registered layers and losses",
+        description="Check registered layers and losses against their contract: gradients "
+                    "against central differences, shapes and dtypes, side effects, "
+                    "repeatability, save and load, seeds and train/eval modes. Prints one row "
+                    "per check and exits with 1 when any check fails.")
+    check.add_argument("names", metavar="NAME", nargs="*",
+                       help="registered layer or loss names (default: all of them, or with "
+                            "--plugin the ones that the plugins register)")
+    check.add_argument("--plugin", metavar="FILE", action="append", default=[], dest="plugins",
+                       help="Python file or module name to import first, so that the layers "
+                            "and losses it registers can be checked; repeatable")
+    check.add_argument("--seed", metavar="SEED", type=int, default=0,
+                       help="seed of the sampled inputs and the built instances (default 0)")
+    check.add_argument("--quiet", action="store_true",
+                       help="print only the failed checks and the summary")
+
+    explain = commands.add_parser(
+        "explain", help="print a worked example of a gradient for numbers you choose",
+        description="Print every step of TOPIC for the numbers given. softmax-ce: the "
+                    "probabilities, the loss in nats and bits, the gradient with respect to "
+                    "the logits by the Jacobian route and by the fused route, and a "
+                    "central-difference check.")
+    explain.add_argument("topic", metavar="TOPIC", choices=("softmax-ce",),
+                         help="the worked example: softmax-ce")
+    explain.add_argument("--logits", metavar="Z1,Z2,...", default="2.3,-1.2,0.7",
+                         help="comma-separated logits of one sample (default 2.3,-1.2,0.7); "
+                              "write --logits=-1,2,0 when the first one is negative")
+    explain.add_argument("--target", metavar="Y", type=int, default=0,
+                         help="the true class, an index into the logits (default 0)")
     return parser
 
 
@@ -116,7 +147,8 @@ def main(argv=None):
         return EXIT_USAGE
 
     _configure_logging(quiet=getattr(args, "quiet", False))
-    handler = {"run": _command_run, "replay": _command_replay,
+    handler = {"run": _command_run, "check": _command_check, "explain": _command_explain,
+               "replay": _command_replay,
                "bench": _command_bench, "experiment": _command_experiment}[args.command]
     try:
         return handler(args)
@@ -207,6 +239,46 @@ def _command_experiment(args):
     print(f"experiment directory: {result.out}")
     print(f"summary: {result.out / 'summary.md'}")
     print(f"wall time: {result.wall_seconds:.1f} s")
+    return EXIT_OK
+
+
+def _command_check(args):
+    from minilearn.plugins import load_plugins
+    from minilearn.registry import LAYERS, LOSSES
+    from minilearn.testing import CheckReport, check_registered, format_reports
+
+    import minilearn.layers  # noqa: F401 - importing them registers the built-in classes
+    import minilearn.losses  # noqa: F401
+
+    built_in = set(LAYERS) | set(LOSSES)
+    load_plugins(args.plugins)
+    names = args.names
+    if not names and args.plugins:
+        names = [name for name in list(LAYERS) + list(LOSSES) if name not in built_in]
+        if not names:
+            raise ValueError(f"{', '.join(args.plugins)} registered no layer or loss; decorate "
+                             'the class with @LAYERS.register("name") or @LOSSES.register("name")')
+
+    reports = check_registered(names or None, seed=args.seed)
+    failed = [report for report in reports if not report.passed]
+    if args.quiet:
+        shown = [CheckReport(report.kind, report.name, report.failures) for report in failed]
+    else:
+        shown = reports
+    if shown:
+        print(format_reports(shown))
+
+    checks = sum(len(report) for report in reports)
+    failures = sum(len(report.failures) for report in reports)
+    noun = "class" if len(reports) == 1 else "classes"
+    print(f"{len(reports)} {noun} checked: {checks} checks, {failures} failed")
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def _command_explain(args):
+    from minilearn.explain import explain
+
+    print(explain(args.topic, logits=args.logits, target=args.target))
     return EXIT_OK
 
 
