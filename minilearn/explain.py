@@ -55,13 +55,18 @@ def parse_logits(text):
         except ValueError:
             raise ValueError(f"--logits entry {index} is {part!r}, not a number; write the logits "
                              "as comma-separated numbers, e.g. --logits=2.3,-1.2,0.7") from None
-    logits = np.array(values, dtype=np.float64)
+    return check_logits(values)
+
+
+def check_logits(logits):
+    """Return the logits of one sample as a float64 array (K,) after checking K >= 2 and finiteness."""
+    logits = np.array(logits, dtype=np.float64).reshape(-1)
     if logits.size < 2:
-        raise ValueError(f"--logits has {logits.size} value; softmax needs at least 2 classes, "
-                         "e.g. --logits=2.3,-1.2,0.7")
+        raise ValueError(f"--logits has {logits.size} value(s); softmax needs at least 2 "
+                         "classes, e.g. --logits=2.3,-1.2,0.7")
     if not np.all(np.isfinite(logits)):
-        raise ValueError(f"--logits must be finite, got {text!r}; a logit of inf or nan has no "
-                         "softmax")
+        raise ValueError(f"--logits must be finite, got {logits.tolist()}; a logit of inf or nan "
+                         "has no softmax")
     return logits
 
 
@@ -89,7 +94,7 @@ def softmax_cross_entropy_example(logits, target, eps=FINITE_DIFFERENCE_STEP):
     the explicit Jacobian of the softmax with dL/dp, as backpropagation through a
     separate softmax layer and a log step would.
     """
-    z = np.array(logits, dtype=np.float64).reshape(-1)
+    z = check_logits(logits)
     target = check_target(target, z.size)
     onehot = np.zeros_like(z)
     onehot[target] = 1.0
@@ -228,6 +233,7 @@ def explain(topic, logits=DEFAULT_LOGITS, target=DEFAULT_TARGET):
     """Return the text of the worked example ``topic`` (one of ``TOPICS``) for the given numbers."""
     if topic not in TOPICS:
         raise ValueError(f"unknown topic {topic!r}; expected one of {', '.join(TOPICS)}")
-    logits = parse_logits(logits) if isinstance(logits, str) else np.array(logits, np.float64)
+    if isinstance(logits, str):
+        logits = parse_logits(logits)
     example = softmax_cross_entropy_example(logits, target)
     return format_softmax_cross_entropy(example)

@@ -102,6 +102,13 @@ def test_parse_logits_rejects(text, match):
         parse_logits(text)
 
 
+def test_example_checks_array_logits():
+    with pytest.raises(ValueError, match="must be finite"):
+        softmax_cross_entropy_example([1.0, np.nan], 0)
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        explain("softmax-ce", [1.0], 0)
+
+
 def test_target_out_of_range():
     with pytest.raises(ValueError, match="--target 3 is not a class index for 3 logits"):
         explain("softmax-ce", "1,2,3", 3)

@@ -48,7 +48,7 @@ from minilearn.registry import LOSSES
 
 @LOSSES.register("test_no_mean")
 class NoMean(CrossEntropy):
-    """Cross-entropy whose gradient forgets the 1/N of the mean."""
+    """Cross-entropy whose gradient lacks the 1/N of the mean."""
 
     def backward(self, grad_output=None):
         grad = super().backward(grad_output)
