@@ -328,6 +328,10 @@ class _LayerContext:
         self.eps = eps
         self.rng = np.random.default_rng(seed)
 
+        # The side-effect checks run on the layer itself, fed in its own dtype.
+        dtypes = {value.dtype for value in layer.params.values()}
+        self.dtype = dtypes.pop() if len(dtypes) == 1 else np.dtype(np.float64)
+
     def fresh(self, dtype=np.float64, seed=None):
         """Build a new instance in training mode with its input gradient on."""
         seed = self.seed if seed is None else seed
@@ -437,11 +441,11 @@ class _LayerContext:
 
     def backward_keeps_inputs(self):
         layer = self.layer
-        x = self.sample()
+        x = self.sample(self.dtype)
         x_before = x.copy()
         states = _generator_states(layer)
         out = _forward(layer, x, states)
-        grad = self.rng.normal(size=out.shape)
+        grad = self.rng.normal(size=out.shape).astype(self.dtype)
         grad_before = grad.copy()
 
         first = _copy_or_none(layer.backward(grad))
@@ -458,13 +462,14 @@ class _LayerContext:
 
     def repeatable(self):
         layer = self.layer
-        x = self.sample()
+        x = self.sample(self.dtype)
         states = _generator_states(layer)
         grad = None
         passes = []
         for _ in range(2):
             out = _forward(layer, x, states).copy()
-            grad = self.rng.normal(size=out.shape) if grad is None else grad
+            if grad is None:
+                grad = self.rng.normal(size=out.shape).astype(self.dtype)
             grad_input = _copy_or_none(layer.backward(grad.copy()))
             passes.append((out, grad_input, _copy_grads(layer)))
 
@@ -480,10 +485,10 @@ class _LayerContext:
 
     def input_grad_skip(self):
         layer = self.layer
-        x = self.sample()
+        x = self.sample(self.dtype)
         states = _generator_states(layer)
         out = _forward(layer, x, states)
-        grad = self.rng.normal(size=out.shape)
+        grad = self.rng.normal(size=out.shape).astype(self.dtype)
         with_input = _copy_or_none(layer.backward(grad.copy()))
         grads_with = _copy_grads(layer)
 

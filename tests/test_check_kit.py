@@ -63,6 +63,15 @@ def test_layer_with_eval_behavior_checked_in_both_modes():
     assert "running_statistics" in report["train_eval"].detail
 
 
+def test_float32_instance_checked():
+    layer = BatchNorm1d(4, dtype=np.float32)
+
+    report = check_layer(layer, (6, 4))
+
+    report.assert_passed()
+    assert report["gradient[gamma]"].error < GRADIENT_TOLERANCE
+
+
 def test_kit_restores_mode_and_input_grad_flag():
     layer = Linear(4, 3, rng=np.random.default_rng(0))
     layer.eval()
