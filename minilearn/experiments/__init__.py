@@ -72,6 +72,7 @@ def run_experiment(name, *, config=None, out=None, jobs=1, backend=None, quick=F
     sweep.check_backend(backend)
 
     started = time.perf_counter()
+    load_average = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     out = sweep.open_output(out, name, overwrite)
     logger.info("experiment %s: writing into %s", name, out)
     result = sweep.run_sweep(experiment, out, jobs=jobs, backend=backend, overwrite=overwrite,
@@ -91,6 +92,7 @@ def run_experiment(name, *, config=None, out=None, jobs=1, backend=None, quick=F
         "learning_rates": result.lr_mode,
         "wall_seconds": round(wall_seconds, 1),
         "cpu_count": os.cpu_count(),
+        "load_average_at_start": load_average,
         "platform": platform.platform(),
     }
     summary = {**header, **summary}
@@ -100,6 +102,12 @@ def run_experiment(name, *, config=None, out=None, jobs=1, backend=None, quick=F
     return ExperimentResult(out, summary, wall_seconds)
 
 
+def _load_note(load_average):
+    if load_average is None:
+        return ""
+    return f" whose 1-minute load average was {load_average:.2f} at the start"
+
+
 def _markdown(header, sections):
     lines = [
         f"# {header['title']}",
@@ -107,7 +115,7 @@ def _markdown(header, sections):
         f"Made by `{header['command']}` ({header['budget']} budget) in "
         f"{header['wall_seconds']:.0f} s of wall time with {header['jobs']} job(s) on joblib's "
         f"{header['backend']} backend, on a machine with {header['cpu_count']} CPU cores "
-        f"({header['platform']}).",
+        f"({header['platform']}){_load_note(header['load_average_at_start'])}.",
         "",
         f"Seeds: {', '.join(str(seed) for seed in header['seeds'])}. Every (scenario, variant, "
         "seed) is an ordinary run directory under `runs/`, and `summary.json` holds every "

@@ -198,7 +198,8 @@ def _probe_section(probe, variants):
     rows = []
     for case, (title, _sign) in PROBE_CASES.items():
         for dtype in PROBE_DTYPES:
-            cells = [_describe_failure(probe["results"][case][dtype][name], threshold)
+            cells = [_describe_failure(probe["results"][case][dtype][name], threshold,
+                                       probe["options"]["max_scale"])
                      for name in variants]
             rows.append([title, dtype] + cells)
     limits = probe["limits"]
@@ -217,8 +218,8 @@ def _probe_section(probe, variants):
         "naive softmax rounds the true class's probability to 0 from s = "
         f"{_format_scale(limits['float32']['underflow'])} in float32 and s = "
         f"{_format_scale(limits['float64']['underflow'])} in float64. Its gradient fails "
-        "earlier, at the overflow scale, because the backward pass of the log divides by p_y "
-        "and 1/p_y overflows there.",
+        "earlier, near the overflow scale, because the backward pass of the log divides by "
+        "p_y, and 1/p_y = (K - 1 + exp(-s)) exp(s) overflows a little before exp(s) does.",
         "",
         report.markdown_table(headers, rows),
         "",
@@ -227,9 +228,9 @@ def _probe_section(probe, variants):
     return "\n".join(lines)
 
 
-def _describe_failure(entry, threshold):
+def _describe_failure(entry, threshold, max_scale):
     if entry["first_failure"] is None:
-        return f"correct to s = 1e4 (max error {entry['max_error']:.1e})"
+        return f"correct to s = {max_scale:g} (max error {entry['max_error']:.1e})"
     text = f"fails from s = {_format_scale(entry['first_failure'])}"
     if entry["first_nonfinite"] is None:
         return text + f" (error > {threshold:g}, stays finite)"
@@ -374,7 +375,8 @@ def draw_probe_figure(probe, variants, path):
             if row == 1:
                 axes.set_xlabel("logit scale s (logit units)")
     grid[0][0].plot([], [], "kx", label="last finite value (then NaN or inf)")
-    grid[0][0].legend(fontsize="x-small", loc="upper left", ncol=2)
+    handles, labels = grid[0][0].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="outside lower center", ncol=4, fontsize="small")
     figure.suptitle(f"{probe['options']['classes']} classes, float64 log-sum-exp reference; "
                     f"errors of 0 are drawn at {ERROR_FLOOR:g}")
     report.save_figure(figure, path)
@@ -399,15 +401,18 @@ def _draw_limits(axes, limits, case):
         # With the true class smallest, the naive backward pass divides by p_y = exp(-s) / ...,
         # and that reciprocal overflows at the same scale as exp(s).
         overflowing = "exp(s)" if case == "true_largest" else "1/p_y"
-        marks.append((limit["overflow"], ":", f"{dtype}: {overflowing} overflows, "
-                                             f"s = {limit['overflow']:.1f}"))
+        marks.append((limit["overflow"], ":", "top",
+                      f"{dtype} {overflowing} overflow: {limit['overflow']:.1f}"))
         if case == "true_smallest" and limit["underflow"] is not None:
-            marks.append((limit["underflow"], "-.", f"{dtype}: naive p_y = 0 from "
-                                                    f"s = {limit['underflow']:.1f}"))
-    for scale, linestyle, text in marks:
+            marks.append((limit["underflow"], "-.", "bottom",
+                          f"{dtype} p_y = 0: {limit['underflow']:.1f}"))
+    for scale, linestyle, end, text in marks:
         axes.axvline(scale, color="grey", linestyle=linestyle, linewidth=1.2)
-        axes.text(scale, 0.97, text, transform=transform, rotation=90, fontsize="x-small",
-                  ha="right", va="top", color="dimgrey")
+        # Overflow labels hang from the top and underflow labels stand on the bottom,
+        # so the two labels of one dtype do not overlap.
+        height, alignment = (0.97, "right") if end == "top" else (0.03, "left")
+        axes.text(scale, height, text, transform=transform, rotation=90, fontsize="x-small",
+                  ha=alignment, va=end, color="dimgrey")
 
 
 # Scenario figure
