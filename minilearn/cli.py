@@ -41,6 +41,9 @@ def build_parser():
                           "e.g. --set optimizer.lr=0.05 --set model.hidden=[64]")
     run.add_argument("--quiet", action="store_true",
                      help="print only errors and the final summary; no progress bar")
+    run.add_argument("--reference", action="store_true",
+                     help="also fit scikit-learn's LogisticRegression or MLPClassifier on the "
+                          "same split and record its test metrics (as [reference] sklearn = true)")
 
     bench = commands.add_parser(
         "bench", help="time one training epoch against the numpy floor and the peers",
@@ -175,7 +178,9 @@ def _command_run(args):
     from minilearn.config import load_config
     from minilearn.runner import run
 
-    config = load_config(args.config, args.overrides)
+    # --reference goes through the config, so config.toml records it and a rerun repeats it.
+    overrides = list(args.overrides) + (["reference.sklearn=true"] if args.reference else [])
+    config = load_config(args.config, overrides)
     result = run(config, out=args.out, overwrite=args.overwrite, config_path=args.config,
                  progress=not args.quiet)
 
@@ -183,12 +188,22 @@ def _command_run(args):
     print(f"status: {result.status}")
     if result.test is not None:
         print(f"test accuracy: {result.test['accuracy']:.4f}  test loss: {result.test['loss']:.4f}")
+    _print_reference(result.reference)
     if result.status == "diverged":
         print(f"minilearn: {result.message}", file=sys.stderr)
         return EXIT_DIVERGED
     if result.status == "interrupted":
         return EXIT_INTERRUPTED
     return EXIT_OK
+
+
+def _print_reference(reference):
+    record = (reference or {}).get("sklearn")
+    if not record or not record.get("test"):
+        return
+    test = record["test"]
+    print(f"scikit-learn {record['model']}: test accuracy: {test['accuracy']:.4f}  "
+          f"test log-loss: {test['log_loss']:.4f}")
 
 
 def _command_replay(args):

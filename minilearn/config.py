@@ -64,6 +64,10 @@ def _one_of(*choices):
 
 
 ACTIVATIONS = ("relu", "tanh", "sigmoid", "identity")
+# The epoch metrics that early stopping and reduce_on_plateau can watch.
+MONITORED_METRICS = ("val_loss", "val_accuracy", "train_loss", "train_accuracy")
+# The loss.weight value that computes class weights from the training labels.
+BALANCED = "balanced"
 # What each model.output value makes the model emit, in the losses' terms.
 OUTPUT_KINDS = {"logits": "logits", "softmax": "probabilities", "log_softmax": "log_probabilities"}
 MODEL_OUTPUTS = tuple(OUTPUT_KINDS)
@@ -113,6 +117,56 @@ SCHEMA = {
                                          "validation split each epoch and on the test split, "
                                          "whatever the training loss"),
     },
+    "schedule": {
+        "name": Key("str", "constant",
+                    help="learning-rate schedule, set once per epoch: constant, step, "
+                         "exponential, cosine or reduce_on_plateau; its options sit beside it"),
+    },
+    "early_stopping": {
+        "enabled": Key("bool", False,
+                       help="stop when the monitored metric stops improving"),
+        "monitor": Key("str", "val_loss", _one_of(*MONITORED_METRICS),
+                       "metric to watch: losses are minimized, accuracies maximized"),
+        "patience": Key("int", 10, _at_least_one,
+                        "epochs in a row without improvement that stop training"),
+        "min_delta": Key("float", 0.0, _non_negative,
+                         "amount by which the metric must beat its best to count as an "
+                         "improvement"),
+        "restore_best": Key("bool", True,
+                            help="put the parameters of the best epoch back when training ends"),
+    },
+    "reference": {
+        "sklearn": Key("bool", False,
+                       help="also fit scikit-learn's LogisticRegression (no hidden layers) or "
+                            "MLPClassifier on the same split and record its test metrics"),
+    },
+}
+
+# Help texts of options that named sections take from a class's constructor.
+OPTION_HELP = {
+    "loss.weight": "class weights: 'balanced' (n_samples / (n_classes * class count), from "
+                   "the training split) or a list of one non-negative number per class",
+    "optimizer.max_grad_norm": "clip the global norm of all gradients to this before each "
+                               "update; unset turns clipping off",
+    "optimizer.betas": "Adam's decay rates [beta1, beta2] of the moment estimates",
+    "optimizer.eps": "Adam's term added to the denominator",
+    "optimizer.amsgrad": "Adam's AMSGrad variant: divide by the largest second moment so far",
+    "optimizer.decoupled_weight_decay": "Adam: shrink the weights apart from the gradient "
+                                        "(AdamW) instead of adding an L2 gradient",
+    "schedule.step_size": "step: epochs between two decays",
+    "schedule.gamma": "step and exponential: factor applied at each decay",
+    "schedule.T_max": "cosine: epochs from the first lr to eta_min; unset is the number "
+                      "of epochs",
+    "schedule.eta_min": "cosine: the lowest lr",
+    "schedule.monitor": "reduce_on_plateau: metric to watch",
+    "schedule.factor": "reduce_on_plateau: factor applied to the lr at a plateau",
+    "schedule.patience": "reduce_on_plateau: bad epochs allowed before the lr drops",
+    "schedule.threshold": "reduce_on_plateau: smallest relative (rel) or absolute (abs) "
+                          "gain that counts",
+    "schedule.threshold_mode": "reduce_on_plateau: rel or abs",
+    "schedule.cooldown": "reduce_on_plateau: epochs after a drop during which bad epochs "
+                         "are not counted",
+    "schedule.min_lr": "reduce_on_plateau: the lr never drops below this",
 }
 
 
@@ -221,12 +275,13 @@ def resolve_config(raw, source="config", base_dir=None):
         raise ConfigError(f"{source}: a config must be a TOML table, got {type(raw).__name__}")
 
     resolved = _resolve_table(raw, SCHEMA, source, prefix="",
-                              skip={"loss", "data", "optimizer"})
+                              skip={"loss", "data", "optimizer", "schedule"})
     resolved["plugins"] = _resolve_plugins(resolved["plugins"], source, base_dir)
     resolved["model"]["layers"] = _resolve_layers(resolved["model"], source)
     resolved["data"] = _resolve_data(raw.get("data", {}), source)
     resolved["loss"] = _resolve_named(raw.get("loss", {}), "loss", source)
     resolved["optimizer"] = _resolve_named(raw.get("optimizer", {}), "optimizer", source)
+    resolved["schedule"] = _resolve_named(raw.get("schedule", {}), "schedule", source)
     _check_conflicts(resolved, source)
     return resolved
 
@@ -343,12 +398,13 @@ def _resolve_data(raw, source):
 
 def _registry(section):
     from minilearn.registry import LOSSES, OPTIMIZERS
+    from minilearn.schedules import SCHEDULES
 
     # Importing the modules registers their classes.
     import minilearn.losses  # noqa: F401
     import minilearn.optim  # noqa: F401
 
-    return {"loss": LOSSES, "optimizer": OPTIMIZERS}[section]
+    return {"loss": LOSSES, "optimizer": OPTIMIZERS, "schedule": SCHEDULES}[section]
 
 
 def _resolve_named(raw, section, source):
@@ -379,6 +435,9 @@ def _resolve_named(raw, section, source):
             value = _check_value(value, fixed[key], source, f"{section}.{key}")
         elif options[key] is not None and options[key] is not _REQUIRED:
             value = _check_type(value, _kind_of(options[key]), source, f"{section}.{key}")
+        if section == "loss" and key == "weight" and isinstance(value, str) and value != BALANCED:
+            raise ConfigError(f"{source}: loss.weight = {_show(value)} is invalid; expected "
+                              f"{BALANCED!r} or a list of one non-negative number per class")
         resolved[key] = value
     for key, default in options.items():
         if key in resolved:
@@ -394,7 +453,7 @@ def _resolve_named(raw, section, source):
             resolved[key] = list(default) if isinstance(default, tuple) else default
 
     try:
-        build_from_config(resolved, section)
+        build_from_config(_without_balanced_weight(resolved), section)
     except (TypeError, ValueError) as error:
         raise ConfigError(f"{source}: {_option_message(error, section, resolved)}") from None
     return resolved
@@ -403,7 +462,7 @@ def _resolve_named(raw, section, source):
 _REQUIRED = object()
 
 # Sections whose keys are a registered class's name and constructor options.
-NAMED_SECTIONS = ("loss", "optimizer")
+NAMED_SECTIONS = ("loss", "optimizer", "schedule")
 
 
 def constructor_options(cls):
@@ -449,12 +508,78 @@ def build_from_config(section_config, section):
     return _registry(section).get(section_config["name"])(**options)
 
 
-def make_loss_from_config(loss_config):
-    """Build the loss that a resolved ``[loss]`` table describes."""
+def make_loss_from_config(loss_config, labels=None, n_classes=None):
+    """Build the loss that a resolved ``[loss]`` table describes.
+
+    ``labels`` (N,) are the training split's class indices and ``n_classes`` the
+    number of classes K. They are needed for ``weight = "balanced"``, and with
+    them a list of weights is checked to have K entries.
+    """
+    weight = loss_config.get("weight")
+    if weight is not None and n_classes is not None:
+        weight = class_weights(weight, labels, n_classes)
+        loss_config = dict(loss_config, weight=weight)
+    elif weight == BALANCED:
+        raise ValueError("loss.weight = 'balanced' needs the training labels; pass labels "
+                         "and n_classes to make_loss_from_config")
     return build_from_config(loss_config, "loss")
 
 
+def class_weights(weight, labels, n_classes):
+    """Return the class weights (K,) as a list of floats, from ``"balanced"`` or a list.
+
+    "balanced" gives class k the weight N / (K * n_k), where n_k counts the
+    labels (N,) of class k, as scikit-learn's ``class_weight="balanced"`` does. A
+    class absent from the labels would get an infinite weight, so it raises.
+    """
+    import numpy as np
+
+    if weight != BALANCED:
+        if len(weight) != n_classes:
+            raise ValueError(f"loss.weight has {len(weight)} entries but the data has "
+                             f"{n_classes} classes; give one weight per class or use "
+                             f"{BALANCED!r}")
+        return [float(value) for value in weight]
+
+    labels = np.asarray(labels)
+    counts = np.bincount(labels, minlength=n_classes)
+    if (counts == 0).any():
+        missing = int(np.flatnonzero(counts == 0)[0])
+        raise ValueError(f"loss.weight = 'balanced' needs every class in the training split, "
+                         f"but class {missing} has no sample; lower the held-out fractions or "
+                         "give the weights as a list")
+    return (len(labels) / (n_classes * counts)).tolist()
+
+
+def _without_balanced_weight(section_config):
+    """Return the section without a "balanced" weight, which needs the training labels to build."""
+    if section_config.get("weight") == BALANCED:
+        return {key: value for key, value in section_config.items() if key != "weight"}
+    return section_config
+
+
 def _check_conflicts(config, source):
+    _check_output_conflict(config, source)
+    _check_monitor_conflicts(config, source)
+
+
+def _check_monitor_conflicts(config, source):
+    """Reject a validation metric to watch when no validation split is held out."""
+    if config["data"]["val_fraction"] > 0:
+        return
+    watchers = []
+    if config["early_stopping"]["enabled"]:
+        watchers.append(("early_stopping.monitor", config["early_stopping"]["monitor"]))
+    if "monitor" in config["schedule"]:
+        watchers.append(("schedule.monitor", config["schedule"]["monitor"]))
+    for key, monitor in watchers:
+        if monitor.startswith("val_"):
+            raise ConfigError(f"{source}: {key} = {monitor!r} needs a validation split, but "
+                              f"data.val_fraction = 0; raise data.val_fraction or watch "
+                              f"'train_loss'")
+
+
+def _check_output_conflict(config, source):
     expects = getattr(_registry("loss").get(config["loss"]["name"]), "expects", "any")
     output = config["model"]["output"]
     produced = OUTPUT_KINDS[output]

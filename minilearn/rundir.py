@@ -90,10 +90,11 @@ class RunDirectory:
             payload.update(extra)
         io.write_json(self.path / "metrics.json", payload)
 
-    def write_plot(self, records, title):
+    def write_plot(self, records, title, reference=None):
+        """Draw loss_curve.png; ``reference`` maps labels to test accuracies drawn as dashed lines."""
         from minilearn.plotting import plot_history
 
-        plot_history(records, self.path / "loss_curve.png", title=title)
+        plot_history(records, self.path / "loss_curve.png", title=title, reference=reference)
 
     def write_model(self, model):
         model.save(self.path / "model.npz")

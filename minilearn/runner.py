@@ -67,6 +67,7 @@ class RunResult:
     message: str
     test: dict | None
     history: object
+    reference: dict | None = None
 
 
 def seed_streams(seed):
@@ -230,6 +231,23 @@ def build_optimizer(optimizer_config):
     return build_from_config(optimizer_config, "optimizer")
 
 
+def build_schedule(schedule_config):
+    """Build the lr schedule that a resolved ``[schedule]`` table describes, or None for constant."""
+    if schedule_config is None or schedule_config["name"] == "constant":
+        return None
+    return build_from_config(schedule_config, "schedule")
+
+
+def build_early_stopping(early_stopping_config):
+    """Build the early stopping that a resolved ``[early_stopping]`` table describes, or None when off."""
+    if early_stopping_config is None or not early_stopping_config["enabled"]:
+        return None
+    from minilearn.early_stopping import EarlyStopping
+
+    options = {key: value for key, value in early_stopping_config.items() if key != "enabled"}
+    return EarlyStopping(**options)
+
+
 def load_splits(config):
     """Load, split, standardize and cast the data of a resolved config."""
     from minilearn.data import prepare_splits
@@ -272,8 +290,11 @@ def _train_and_write(config, directory, progress):
     splits = load_splits(config)
     init_rng, shuffle_rng = seed_streams(config["seed"])
     model = build_model(config["model"], splits.n_features, splits.n_classes, init_rng)
-    loss = make_loss_from_config(config["loss"])
+    loss = make_loss_from_config(config["loss"], labels=splits.train[1],
+                                 n_classes=splits.n_classes)
     optimizer = build_optimizer(config["optimizer"])
+    schedule = build_schedule(config.get("schedule"))
+    early_stopping = build_early_stopping(config.get("early_stopping"))
     records = []
 
     record_cross_entropy = config["training"]["record_cross_entropy"]
@@ -290,7 +311,7 @@ def _train_and_write(config, directory, progress):
                   batch_size=config["training"]["batch_size"],
                   seed=shuffle_rng, validation=splits.val, progress=progress,
                   on_nonfinite=config["training"]["on_nonfinite"],
-                  on_epoch_end=save_epoch)
+                  on_epoch_end=save_epoch, schedule=schedule, early_stopping=early_stopping)
 
     test = None
     if splits.test is not None:
@@ -298,17 +319,43 @@ def _train_and_write(config, directory, progress):
         test = {"loss": test_loss, "accuracy": test_accuracy}
         if record_cross_entropy:
             test["cross_entropy"] = output_cross_entropy(model, *splits.test)
+    reference = _fit_reference(config, splits)
     directory.write_metrics(records, test=test,
                             extra={"status": history.status,
-                                   "first_nonfinite": history.first_nonfinite})
+                                   "first_nonfinite": history.first_nonfinite,
+                                   "best_epoch": history.best_epoch,
+                                   "stopped_epoch": history.stopped_epoch,
+                                   "reference": reference})
     directory.write_model(model)
     if records:
-        directory.write_plot(records, title=f"{config['name']} (seed {config['seed']})")
+        directory.write_plot(records, title=f"{config['name']} (seed {config['seed']})",
+                             reference=_reference_lines(reference))
     else:
         logger.warning("no epoch completed, so no loss curve was drawn")
     directory.finish_manifest(history.status, message=history.message,
                               first_nonfinite=history.first_nonfinite)
-    return RunResult(directory.path, history.status, history.message, test, history)
+    return RunResult(directory.path, history.status, history.message, test, history, reference)
+
+
+def _fit_reference(config, splits):
+    """Fit scikit-learn's counterpart when ``[reference] sklearn = true``; returns its record or None."""
+    if not config.get("reference", {}).get("sklearn"):
+        return None
+    from minilearn.reference import fit_sklearn_reference
+
+    return {"sklearn": fit_sklearn_reference(config, splits)}
+
+
+def _reference_lines(reference):
+    """Return {label: test accuracy} of the references, for the plot's dashed lines."""
+    if not reference:
+        return None
+    lines = {}
+    for record in reference.values():
+        accuracy = (record.get("test") or {}).get("accuracy")
+        if accuracy is not None:
+            lines[f"scikit-learn {record['model']}"] = accuracy
+    return lines or None
 
 
 def output_cross_entropy(model, X, y):

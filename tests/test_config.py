@@ -162,4 +162,5 @@ def test_named_section_overrides_reach_class(tmp_path):
 def test_schema_keys_have_help():
     for dotted, _kind, _default, help_text in describe_schema():
         assert help_text, dotted
-    assert set(SCHEMA) == {"name", "seed", "data", "model", "loss", "optimizer", "training"}
+    assert set(SCHEMA) == {"name", "seed", "plugins", "data", "model", "loss", "optimizer",
+                           "training", "schedule", "early_stopping", "reference"}

@@ -243,3 +243,65 @@ def test_training_loss_monitor_without_validation():
 def test_early_stopping_rejects_bad_arguments(kwargs, error, match):
     with pytest.raises(error, match=match):
         EarlyStopping(**kwargs)
+
+
+def test_early_stopping_from_config_reaches_metrics(tmp_path):
+    import json
+
+    from minilearn.config import resolve_config
+    from minilearn.runner import run
+
+    config = resolve_config({"data": {"name": "iris"}, "training": {"epochs": 40},
+                             "optimizer": {"lr": 0.5},
+                             "early_stopping": {"enabled": True, "patience": 2,
+                                                "min_delta": 0.01}})
+
+    result = run(config, out=tmp_path / "run", progress=False)
+
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    losses = [record["val_loss"] for record in metrics["epochs"]]
+    assert metrics["best_epoch"] == result.history.best_epoch
+    assert metrics["stopped_epoch"] == len(losses) < 40
+    best = losses[metrics["best_epoch"] - 1]
+    assert all(loss >= best - 0.01 for loss in losses[metrics["best_epoch"]:])
+    assert metrics["stopped_epoch"] - metrics["best_epoch"] == 2
+
+
+def test_early_stopping_off_by_default(tmp_path):
+    import json
+
+    from minilearn.config import resolve_config
+    from minilearn.runner import run
+
+    config = resolve_config({"data": {"name": "iris"}, "training": {"epochs": 2}})
+
+    run(config, out=tmp_path / "run", progress=False)
+
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert config["early_stopping"]["enabled"] is False
+    assert metrics["best_epoch"] is None
+    assert metrics["stopped_epoch"] is None
+
+
+@pytest.mark.parametrize("raw, match", [
+    ({"early_stopping": {"enabled": True}, "data": {"val_fraction": 0.0}},
+     r"early_stopping.monitor = 'val_loss' needs a validation split"),
+    ({"early_stopping": {"patience": 0}}, r"early_stopping.patience = 0 is invalid"),
+    ({"early_stopping": {"monitor": "loss"}}, r"early_stopping.monitor = 'loss' is invalid"),
+    ({"early_stopping": {"min_delta": -1.0}}, r"early_stopping.min_delta = -1.0 is invalid"),
+    ({"early_stopping": {"patience_epochs": 3}}, r"unknown key 'early_stopping.patience_epochs'"),
+])
+def test_early_stopping_config_errors(raw, match):
+    from minilearn.config import ConfigError, resolve_config
+
+    with pytest.raises(ConfigError, match=match):
+        resolve_config(raw)
+
+
+def test_training_loss_monitor_without_validation_split():
+    from minilearn.config import resolve_config
+
+    config = resolve_config({"data": {"val_fraction": 0.0},
+                             "early_stopping": {"enabled": True, "monitor": "train_loss"}})
+
+    assert config["early_stopping"]["monitor"] == "train_loss"

@@ -276,3 +276,58 @@ def test_registry_names_every_schedule():
 def test_schedules_reject_bad_arguments(build, error, match):
     with pytest.raises(error, match=match):
         build()
+
+
+def test_schedule_from_config_reaches_metrics(tmp_path):
+    import csv
+
+    from minilearn.config import resolve_config
+    from minilearn.runner import run
+
+    config = resolve_config({"data": {"name": "iris"}, "training": {"epochs": 5},
+                             "optimizer": {"lr": 0.2},
+                             "schedule": {"name": "step", "step_size": 2, "gamma": 0.5}})
+
+    run(config, out=tmp_path / "run", progress=False)
+
+    with open(tmp_path / "run" / "metrics.csv", newline="") as handle:
+        lrs = [float(row["lr"]) for row in csv.DictReader(handle)]
+    assert lrs == [0.2, 0.2, 0.1, 0.1, 0.05]
+
+
+def test_schedule_config_defaults_and_round_trip():
+    import tomllib
+
+    from minilearn.config import resolve_config, to_toml
+
+    assert resolve_config({})["schedule"] == {"name": "constant"}
+    config = resolve_config({"schedule": {"name": "reduce_on_plateau", "patience": 3}})
+    assert config["schedule"]["factor"] == 0.1
+    assert config["schedule"]["monitor"] == "val_loss"
+    assert tomllib.loads(to_toml(config)) == config
+
+
+@pytest.mark.parametrize("raw, match", [
+    ({"schedule": {"name": "step"}}, r"schedule.step_size is missing; schedule 'step' needs it"),
+    ({"schedule": {"name": "linear"}}, r"schedule.name = 'linear' is not a known schedule"),
+    ({"schedule": {"name": "cosine", "tmax": 5}}, r"unknown key 'schedule.tmax'.*'T_max'"),
+    ({"schedule": {"name": "step", "step_size": 0}}, r"schedule.step_size = 0 is invalid"),
+    ({"schedule": {"name": "reduce_on_plateau"}, "data": {"val_fraction": 0.0}},
+     r"schedule.monitor = 'val_loss' needs a validation split"),
+])
+def test_schedule_config_errors(raw, match):
+    from minilearn.config import ConfigError, resolve_config
+
+    with pytest.raises(ConfigError, match=match):
+        resolve_config(raw)
+
+
+def test_schedule_set_from_command_line(tmp_path):
+    from minilearn.config import load_config
+
+    path = tmp_path / "run.toml"
+    path.write_text("", encoding="utf-8")
+
+    config = load_config(path, ["schedule.name=cosine", "schedule.T_max=4"])
+
+    assert config["schedule"] == {"name": "cosine", "T_max": 4, "eta_min": 0.0}
