@@ -34,6 +34,8 @@ class Layer:
     def __init__(self):
         self.params = {}
         self.grads = {}
+        # State that is saved with the model but not trained, e.g. running statistics.
+        self.buffers = {}
         self.training = True
         # When False, backward skips dL/d(input) and returns None. The model sets
         # this on its first layer, whose input is the data and needs no gradient.
@@ -418,9 +420,8 @@ class BatchNorm1d(Layer):
     each sample's output depends on that sample alone. Training mode needs at least
     2 samples per batch, because the variance of one sample is 0.
 
-    NOTE: ``Sequential.save`` stores ``params`` only, so a saved model does not keep
-    ``buffers``. A model loaded from a file evaluates with running mean 0 and running
-    variance 1 until it trains again.
+    ``Sequential.save`` stores the buffers beside the parameters, so a loaded model
+    evaluates with the running estimates it was saved with.
 
     Forward, for one feature, with samples x_n, n = 1..N:
 
@@ -476,8 +477,9 @@ class BatchNorm1d(Layer):
         self.buffers = {
             "running_mean": np.zeros(self.num_features, dtype=dtype),
             "running_var": np.ones(self.num_features, dtype=dtype),
+            # A 0-d array, so that it is saved with the model like the running estimates.
+            "batches_tracked": np.zeros((), dtype=np.int64),
         }
-        self.batches_tracked = 0
         self._cache = None
 
     def forward(self, x):
@@ -513,8 +515,9 @@ class BatchNorm1d(Layer):
         return centered * inv_std, inv_std
 
     def _update_running(self, mean, unbiased_variance):
-        self.batches_tracked += 1
-        weight = 1.0 / self.batches_tracked if self.momentum is None else self.momentum
+        self.buffers["batches_tracked"] += 1
+        batches = int(self.buffers["batches_tracked"])
+        weight = 1.0 / batches if self.momentum is None else self.momentum
 
         # running += weight * (batch - running) is (1 - weight) * running + weight * batch.
         running_mean = self.buffers["running_mean"]

@@ -52,6 +52,12 @@ class Sequential:
         return {f"{i}.{name}": value
                 for i, layer in enumerate(self.layers) for name, value in layer.grads.items()}
 
+    def named_buffers(self):
+        """Return a dict of every layer buffer (saved, not trained state) by qualified name."""
+        return {f"{i}.{name}": value
+                for i, layer in enumerate(self.layers)
+                for name, value in getattr(layer, "buffers", {}).items()}
+
     def train(self, mode=True):
         """Put every layer in training mode (or evaluation mode with ``mode=False``)."""
         self.training = bool(mode)
@@ -113,12 +119,13 @@ class Sequential:
         return np.argmax(self.predict_outputs(X, batch_size), axis=-1)
 
     def state_dict(self):
-        """Return a copy of every parameter by qualified name."""
-        return {name: value.copy() for name, value in self.named_parameters().items()}
+        """Return a copy of every parameter and buffer by qualified name."""
+        state = {**self.named_parameters(), **self.named_buffers()}
+        return {name: value.copy() for name, value in state.items()}
 
     def load_state_dict(self, arrays, source="state dict"):
-        """Copy ``arrays`` into the parameters after checking names, shapes and dtypes."""
-        params = self.named_parameters()
+        """Copy ``arrays`` into the parameters and buffers after checking names, shapes and dtypes."""
+        params = {**self.named_parameters(), **self.named_buffers()}
         missing = sorted(set(params) - set(arrays))
         unexpected = sorted(set(arrays) - set(params))
         if missing or unexpected:
@@ -138,7 +145,7 @@ class Sequential:
             value[...] = arrays[name]
 
     def save(self, path):
-        """Write the parameters to an ``.npz`` file (no pickled objects), atomically."""
+        """Write the parameters and buffers to an ``.npz`` file (no pickled objects), atomically."""
         from minilearn.io import save_arrays_npz
 
         save_arrays_npz(path, self.state_dict())

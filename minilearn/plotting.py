@@ -25,6 +25,9 @@ LOSS_LABEL = "loss (nats, mean per sample)"
 # many times the smallest, i.e. when the losses span more than two decades.
 LOG_SCALE_RATIO = 100.0
 
+# Above this loss, the loss axis gets explicit decade ticks (see _fix_log_ticks).
+HUGE_LOSS = 1e100
+
 # Lines with at most this many points get a marker on each point, so that a run of
 # one or a few epochs still shows up.
 MARKER_MAX_POINTS = 20
@@ -39,7 +42,9 @@ def plot_history(records, path, *, title=None, reference=None):
     figure = draw_history(records, title=title, reference=reference)
 
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=100)
+    # Axis transforms of losses near the float maximum overflow harmlessly while drawing.
+    with np.errstate(over="ignore"):
+        figure.savefig(buffer, format="png", dpi=100)
     path = Path(path)
     atomic_write_bytes(path, buffer.getvalue())
     logger.debug("wrote training curves for %d epochs to %s", len(records), path)
@@ -181,8 +186,25 @@ def _draw_loss_panel(axes, records, epochs):
     if positive.size == losses.size and positive.size \
             and positive.max() > LOG_SCALE_RATIO * positive.min():
         axes.set_yscale("log")
+        if positive.max() > HUGE_LOSS:
+            _fix_log_ticks(axes, positive.min(), positive.max())
 
     _finish_axes(axes, "loss per epoch", LOSS_LABEL)
+
+
+def _fix_log_ticks(axes, low, high):
+    """Set explicit limits and decade ticks on a log axis that reaches near the float maximum.
+
+    matplotlib 3.11's automatic log ticks and margins overflow to inf for losses
+    beyond about 1e250, and its tick code then raises OverflowError.
+    """
+    from matplotlib.ticker import FixedLocator, NullLocator
+
+    first, last = np.floor(np.log10(low)), np.floor(np.log10(high))
+    exponents = np.unique(np.round(np.linspace(first, last, 7)))
+    axes.yaxis.set_major_locator(FixedLocator(10.0 ** exponents))
+    axes.yaxis.set_minor_locator(NullLocator())
+    axes.set_ylim(low / 2, min(high * 2, np.finfo(np.float64).max))
 
 
 def _draw_accuracy_panel(axes, records, epochs, reference):

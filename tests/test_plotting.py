@@ -214,3 +214,15 @@ def test_plot_ignores_gui_backend_without_display(tmp_path):
     assert result.stdout.strip() == ""
     assert target.stat().st_size > len(PNG_SIGNATURE)
     assert target.read_bytes().startswith(PNG_SIGNATURE)
+
+
+@pytest.mark.parametrize("largest", [1e268, 1e307])
+def test_plot_history_huge_finite_losses(tmp_path, largest):
+    losses = np.logspace(0, np.log10(largest), 12)
+    records = [{"epoch": i + 1, "train_loss": float(loss), "train_accuracy": 0.1,
+                "val_loss": float(loss) * 1.5 if loss * 1.5 < 1.7e308 else float(loss),
+                "val_accuracy": 0.1} for i, loss in enumerate(losses)]
+
+    plot_history(records, tmp_path / "huge.png")
+
+    assert (tmp_path / "huge.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -125,3 +125,21 @@ def test_load_rejects_corrupt_and_pickled_files(tmp_path):
         small_model().load(corrupt)
     with pytest.raises(ValueError, match="pickled.npz"):
         small_model().load(pickled)
+
+
+def test_save_load_keeps_batch_norm_running_statistics(tmp_path):
+    rng = np.random.default_rng(0)
+    model = Sequential([layers.Linear(3, 4, rng=rng), layers.BatchNorm1d(4), layers.ReLU(),
+                        layers.Linear(4, 2, rng=rng)])
+    for _ in range(3):
+        model.forward(rng.normal(size=(8, 3)))
+    model.save(tmp_path / "model.npz")
+    fresh = Sequential([layers.Linear(3, 4, rng=rng), layers.BatchNorm1d(4), layers.ReLU(),
+                        layers.Linear(4, 2, rng=rng)])
+
+    fresh.load(tmp_path / "model.npz")
+
+    for name in ("running_mean", "running_var", "batches_tracked"):
+        np.testing.assert_array_equal(fresh.layers[1].buffers[name], model.layers[1].buffers[name])
+    X = rng.normal(size=(5, 3))
+    np.testing.assert_array_equal(fresh.predict_proba(X), model.predict_proba(X))
