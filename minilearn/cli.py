@@ -45,6 +45,17 @@ def build_parser():
                      help="also fit scikit-learn's LogisticRegression or MLPClassifier on the "
                           "same split and record its test metrics (as [reference] sklearn = true)")
 
+    compare = commands.add_parser(
+        "compare", help="draw the curves of several runs in one figure and tabulate their metrics",
+        description="Read the metrics.json of each RUN_DIR, draw their loss and accuracy per "
+                    "epoch in one PNG and print a table of their final metrics.")
+    compare.add_argument("run_dirs", metavar="RUN_DIR", nargs="+",
+                         help="run directories written by minilearn run")
+    compare.add_argument("--out", metavar="FILE", default="comparison.png",
+                         help="PNG file to write (default: comparison.png in the current "
+                              "directory, replaced if it exists)")
+    compare.add_argument("--title", metavar="TEXT", help="title of the figure")
+
     bench = commands.add_parser(
         "bench", help="time one training epoch against the numpy floor and the peers",
         description="Time one training epoch of an MLP in minilearn, in numpy alone (the "
@@ -152,7 +163,8 @@ def main(argv=None):
     _configure_logging(quiet=getattr(args, "quiet", False))
     handler = {"run": _command_run, "check": _command_check, "explain": _command_explain,
                "replay": _command_replay,
-               "bench": _command_bench, "experiment": _command_experiment}[args.command]
+               "bench": _command_bench, "experiment": _command_experiment,
+               "compare": _command_compare}[args.command]
     try:
         return handler(args)
     except (ValueError, TypeError) as error:
@@ -204,6 +216,16 @@ def _print_reference(reference):
     test = record["test"]
     print(f"scikit-learn {record['model']}: test accuracy: {test['accuracy']:.4f}  "
           f"test log-loss: {test['log_loss']:.4f}")
+
+
+def _command_compare(args):
+    from minilearn.compare import format_table, load_runs, write_comparison
+
+    runs = load_runs(args.run_dirs)
+    path = write_comparison(runs, args.out, title=args.title)
+    print(format_table(runs))
+    print(f"figure: {path}")
+    return EXIT_OK
 
 
 def _command_replay(args):
