@@ -42,7 +42,7 @@ TEXT_COLUMNS = ("run", "status")
 
 @dataclass
 class RunSummary:
-    """What ``compare`` reads from one run directory.
+    """The parts of one run directory that ``compare`` reads.
 
     ``records`` are the epoch records of metrics.json, ``test`` its test metrics
     (or None) and ``reference`` its scikit-learn reference (or None). ``label``
@@ -83,7 +83,7 @@ def load_run(path):
     records = metrics.get("epochs") if isinstance(metrics, dict) else None
     if not isinstance(records, list) or not records \
             or not all(isinstance(record, dict) and "epoch" in record for record in records):
-        raise ValueError(f"{metrics_path} holds no epoch records; the run ended before its "
+        raise ValueError(f"{metrics_path} contains no epoch records; the run ended before its "
                          "first epoch, so there is nothing to compare")
 
     return RunSummary(path=path, label=path.name, status=_status(path, metrics),

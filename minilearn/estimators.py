@@ -9,7 +9,7 @@ at the top, so ``import minilearn`` does not import it: import
 What matches scikit-learn's ``MLPClassifier``:
 
 - Any labels that scikit-learn's classifiers take (integers, strings, ...).
-  ``classes_`` holds them sorted, ``predict_proba`` has one column per class in
+  ``classes_`` contains them sorted, ``predict_proba`` has one column per class in
   that order, and ``predict(X)`` is ``classes_[argmax(predict_proba(X))]``.
 - Without ``early_stopping``, training stops once the training loss has not
   fallen by more than ``tol`` for ``n_iter_no_change`` epochs in a row. With it,
@@ -416,7 +416,7 @@ class SoftmaxRegression(_MinilearnClassifier):
     learning_rate_init: the optimizer's lr.
     weight_decay: L2 coefficient lambda; the gradient gets lambda * theta.
     batch_size: samples per step, or "auto" for min(200, n_samples).
-    max_iter: the most epochs a fit runs.
+    max_iter: the maximum number of epochs of one fit.
     tol, n_iter_no_change: the stopping rule, on the training loss or, with
         ``early_stopping``, on the accuracy of a held-out ``validation_fraction``.
     momentum, nesterovs_momentum: SGD's momentum and Nesterov flag.

@@ -9,11 +9,11 @@ minilearn's cross-entropy).
 
 Where the two libraries state the same model differently, the conversions are
 made in ``logistic_regression_params`` and ``mlp_params`` and explained there.
-Some things are not matched: each library draws its own initial weights, the
-scikit-learn model keeps a constant lr and trains every epoch (no schedule, no
-early stopping), its classifiers minimize log-loss whatever ``loss.name`` is
-(scikit-learn's squared error, used by its regressors, is halved, so it would
-read half of minilearn's ``mse`` anyway), and LogisticRegression is fitted to
+Some things are not matched. Each library draws its own initial weights. The
+scikit-learn model keeps a constant lr and trains every epoch, with no schedule
+and no early stopping. Its classifiers minimize log-loss whatever ``loss.name``
+is. (scikit-learn's squared error, used by its regressors, is halved, so it
+would read half of minilearn's ``mse`` anyway.) LogisticRegression is fitted to
 convergence by lbfgs rather than by minilearn's optimizer. scikit-learn is
 imported inside the functions, so importing this module stays cheap.
 """

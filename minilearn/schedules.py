@@ -181,7 +181,7 @@ class CosineAnnealingLR(Schedule):
     which is the closed form of PyTorch's ``CosineAnnealingLR``. With ``T_max``
     None it is the number of epochs that ``fit`` runs.
 
-    After T_max the formula goes on as it stands, as PyTorch's does: the lr rises
+    After T_max the formula continues unchanged, as PyTorch's does: the lr rises
     again along the same cosine and is back at lr_0 at e = 2 * T_max. For one
     decay over the whole run, leave ``T_max`` unset or make it at least the
     number of epochs minus one.

@@ -139,9 +139,9 @@ def test_diverged_run_with_nulls_is_drawn(tmp_path):
      "file.txt is not a directory"),
     (lambda tmp: (tmp / "empty").mkdir() or tmp / "empty", "has no metrics.json"),
     (lambda tmp: write_metrics(tmp / "noepochs", {"epochs": [], "test": None}),
-     "holds no epoch records"),
+     "contains no epoch records"),
     (lambda tmp: write_metrics(tmp / "notlist", {"epochs": {"epoch": 1}}),
-     "holds no epoch records"),
+     "contains no epoch records"),
 ])
 def test_bad_run_directories_raise(tmp_path, make, match):
     with pytest.raises(ValueError, match=match):
