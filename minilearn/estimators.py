@@ -34,8 +34,10 @@ What differs:
   A legacy ``numpy.random.RandomState`` is rejected.
 - ``class_weight`` ("balanced" or a dict) weighs the cross-entropy as
   ``minilearn.CrossEntropy`` does, as PyTorch does: the mean divides by the
-  summed weights of the batch's samples. ``partial_fit`` rejects "balanced"
-  because it never sees all the data, as scikit-learn's ``SGDClassifier`` does.
+  summed weights of the batch's samples. ``partial_fit`` passes one-hot targets,
+  for which the mean divides by the batch size instead, and it rejects
+  "balanced" because it never sees all the data, as scikit-learn's
+  ``SGDClassifier`` does.
 
 Both pass every check of scikit-learn's ``parametrize_with_checks`` (run in the
 test suite against scikit-learn 1.9.1), so ``EXPECTED_FAILED_CHECKS`` is empty.
@@ -225,6 +227,8 @@ class _MinilearnClassifier(ClassifierMixin, BaseEstimator):
 
         The targets go to the loss as one-hot rows (n_samples, n_classes), because
         a part of the data may lack some classes, which class indices would reject.
+        NOTE: with class weights, the mean over one-hot rows divides by the batch
+        size, not by the summed weights as ``fit`` does, so the step sizes differ.
         """
         if self._optimizer is None:
             self._optimizer = self._build_optimizer()
