@@ -128,7 +128,9 @@ class Linear(Layer):
         """
         np.matmul(self._x.T, grad_output, out=self.grads["weight"])
         if "bias" in self.params:
-            np.sum(grad_output, axis=0, out=self.grads["bias"])
+            # ones (N,) @ g is the column sum, and BLAS does it faster than np.sum here.
+            ones = np.ones(len(grad_output), dtype=grad_output.dtype)
+            np.matmul(ones, grad_output, out=self.grads["bias"])
 
         if not self.needs_input_grad:
             return None
@@ -154,11 +156,12 @@ class ReLU(Layer):
     """out = max(x, 0) elementwise. dL/dx = dL/d(out) where x > 0, else 0."""
 
     def forward(self, x):
-        self._out = np.maximum(x, 0)
-        return self._out
+        # backward multiplies by this mask, which costs less than comparing again.
+        self._mask = x > 0
+        return np.maximum(x, 0)
 
     def backward(self, grad_output):
-        return grad_output * (self._out > 0)
+        return grad_output * self._mask
 
 
 @LAYERS.register("tanh")

@@ -223,7 +223,9 @@ def fit(model, loss, optimizer, X, y, *, epochs, batch_size, seed, validation=No
 
             for step, start in enumerate(range(0, len(X), batch_size)):
                 rows = order[start:start + batch_size]
-                problem = _train_step(model, loss, optimizer, X[rows], y[rows], totals,
+                # take gathers rows faster than fancy indexing, X[rows].
+                problem = _train_step(model, loss, optimizer, X.take(rows, axis=0),
+                                      y.take(rows, axis=0), totals,
                                       stop_on_nonfinite=on_nonfinite == "stop")
                 if problem is not None and history.first_nonfinite is None:
                     history.first_nonfinite = {"epoch": epoch, "step": step,
@@ -312,7 +314,7 @@ def _train_step(model, loss, optimizer, inputs, targets, totals, *, stop_on_nonf
         problem = "loss"
     else:
         for name, grad in grads.items():
-            if not np.isfinite(grad).all():
+            if not _is_finite(grad):
                 problem = f"gradient of {name}"
                 break
 
@@ -325,6 +327,18 @@ def _train_step(model, loss, optimizer, inputs, targets, totals, *, stop_on_nonf
     totals.loss += batch_loss * len(targets)
     totals.correct = _add_correct(totals.correct, outputs, targets)
     return problem
+
+
+def _is_finite(array):
+    """Return whether every entry of ``array`` is finite, by one dot product.
+
+    The squared norm sum(a * a) is NaN or inf when an entry is. It also overflows
+    when the norm passes about 1.8e19 in float32 or 1.3e154 in float64, and a
+    gradient that large counts as a divergence too. BLAS computes the dot product
+    in a fraction of the time of np.isfinite(array).all(), with no temporary array.
+    """
+    flat = array.reshape(-1)
+    return bool(np.isfinite(np.dot(flat, flat)))
 
 
 def _add_correct(count, outputs, targets):
