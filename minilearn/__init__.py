@@ -5,7 +5,22 @@ The building blocks come first and import nothing from training: ``layers``,
 ``config``, ``runner`` and ``cli`` sit on top.
 """
 
-from minilearn.layers import Identity, Layer, Linear, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh
+from minilearn.layers import (
+    ELU,
+    BatchNorm1d,
+    Dropout,
+    Identity,
+    Layer,
+    LeakyReLU,
+    Linear,
+    LogSoftmax,
+    ReLU,
+    Sigmoid,
+    Softmax,
+    Softplus,
+    Tanh,
+    Temperature,
+)
 from minilearn.losses import (
     MSE,
     BinaryCrossEntropy,
@@ -15,13 +30,14 @@ from minilearn.losses import (
     NLLLoss,
 )
 from minilearn.model import Sequential
-from minilearn.optim import SGD, Optimizer
+from minilearn.optim import SGD, Adam, AdamW, Optimizer
 from minilearn.training import History, evaluate, fit
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "BinaryCrossEntropy", "CrossEntropy", "History", "Identity", "Layer", "Linear",
-    "LogSoftmax", "Loss", "MSE", "NLLLoss", "NaiveCrossEntropy", "Optimizer", "ReLU",
-    "SGD", "Sequential", "Sigmoid", "Softmax", "Tanh", "evaluate", "fit",
+    "Adam", "AdamW", "BatchNorm1d", "BinaryCrossEntropy", "CrossEntropy", "Dropout", "ELU",
+    "History", "Identity", "Layer", "LeakyReLU", "Linear", "LogSoftmax", "Loss", "MSE",
+    "NLLLoss", "NaiveCrossEntropy", "Optimizer", "ReLU", "SGD", "Sequential", "Sigmoid",
+    "Softmax", "Softplus", "Tanh", "Temperature", "evaluate", "fit",
 ]

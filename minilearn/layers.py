@@ -552,3 +552,32 @@ class BatchNorm1d(Layer):
     def __repr__(self):
         return (f"BatchNorm1d({self.num_features}, eps={self.eps}, momentum={self.momentum}, "
                 f"dtype={self.params['gamma'].dtype})")
+
+
+@LAYERS.register("temperature")
+class Temperature(Layer):
+    """Logits divided by a fixed temperature T: out = x / T, so dL/dx = dL/d(out) / T.
+
+    T below 1 makes the logits larger and the softmax sharper. T is a constant, not
+    a parameter, and the output keeps the input's dtype.
+    """
+
+    def __init__(self, temperature=1.0):
+        super().__init__()
+        if isinstance(temperature, bool) or not isinstance(temperature, (int, float, np.floating)) \
+                or not temperature > 0:
+            raise ValueError(f"Temperature temperature must be a number > 0, got {temperature!r}")
+        self.temperature = float(temperature)
+
+    @classmethod
+    def example(cls, rng, dtype):
+        return cls(0.5)
+
+    def forward(self, x):
+        return x / x.dtype.type(self.temperature)
+
+    def backward(self, grad_output):
+        return grad_output / grad_output.dtype.type(self.temperature)
+
+    def __repr__(self):
+        return f"Temperature({self.temperature})"

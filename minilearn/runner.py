@@ -35,29 +35,6 @@ ACTIVATION_LAYERS = {
 OUTPUT_LAYERS = {"logits": None, "softmax": layers.Softmax, "log_softmax": layers.LogSoftmax}
 
 
-class Temperature(layers.Layer):
-    """Logits divided by a fixed temperature T: out = x / T, so dL/dx = dL/d(out) / T.
-
-    T below 1 makes the logits larger and the softmax sharper. T is a constant, not
-    a parameter, and the output keeps the input's dtype.
-    """
-
-    def __init__(self, temperature):
-        super().__init__()
-        if not temperature > 0:
-            raise ValueError(f"temperature must be > 0, got {temperature!r}")
-        self.temperature = float(temperature)
-
-    def forward(self, x):
-        return x / x.dtype.type(self.temperature)
-
-    def backward(self, grad_output):
-        return grad_output / grad_output.dtype.type(self.temperature)
-
-    def __repr__(self):
-        return f"Temperature({self.temperature})"
-
-
 @dataclass
 class RunResult:
     """Where a run went and how it ended."""
@@ -115,7 +92,7 @@ def _output_layers(model_config):
     """Return the layers that follow the logits: the temperature, then the output's softmax."""
     output_layers = []
     if model_config["temperature"] != 1:
-        output_layers.append(Temperature(model_config["temperature"]))
+        output_layers.append(layers.Temperature(model_config["temperature"]))
 
     output_layer = OUTPUT_LAYERS[model_config["output"]]
     if output_layer is not None:

@@ -15,7 +15,8 @@ from minilearn import sweep
 from minilearn.config import ConfigError, load_config, resolve_config
 from minilearn.experiments import mse_vs_ce, report, run_experiment, stable_vs_naive
 from minilearn.gradcheck import numerical_gradient
-from minilearn.runner import Temperature, build_model, output_cross_entropy, run, seed_streams
+from minilearn.layers import Temperature
+from minilearn.runner import build_model, output_cross_entropy, run, seed_streams
 
 REPO = Path(__file__).resolve().parent.parent
 EXPERIMENT_CONFIGS = REPO / "configs" / "experiments"
