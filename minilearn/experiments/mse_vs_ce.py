@@ -313,7 +313,7 @@ def _draw_scenario(result, scenario, target, band, path):
         marked |= report.draw_seed_band(loss_axes, losses, label="training loss", color=color,
                                        band=band, marker_level=index)
         report.use_log_scale_if_wide(loss_axes, [losses])
-        _finish(loss_axes, f"{variant.name}: own training loss",
+        report.finish_epoch_axes(loss_axes, f"{variant.name}: own training loss",
                 LOSS_LABELS.get(loss_name, f"{loss_name} (training loss)"))
 
         accuracy = report.seed_matrix(runs, "val_accuracy")
@@ -328,9 +328,9 @@ def _draw_scenario(result, scenario, target, band, path):
 
     panels["accuracy"].axhline(target, color="black", linestyle="--", linewidth=1,
                                label=f"target {target:g}")
-    _finish(panels["accuracy"], "validation accuracy", "accuracy (fraction correct)")
+    report.finish_epoch_axes(panels["accuracy"], "validation accuracy", "accuracy (fraction correct)")
     report.use_log_scale_if_wide(panels["cross_entropy"], ce_matrices)
-    _finish(panels["cross_entropy"], "validation cross-entropy, all variants",
+    report.finish_epoch_axes(panels["cross_entropy"], "validation cross-entropy, all variants",
             "cross-entropy (nats per sample)")
     if marked:
         panels["accuracy"].plot([], [], "kx", label="last finite value")
@@ -340,14 +340,3 @@ def _draw_scenario(result, scenario, target, band, path):
     figure.suptitle(f"{scenario.label}: {report.band_legend_note(band, n_seeds)}\n{lr_note}")
     report.save_figure(figure, path)
 
-
-def _finish(axes, title, ylabel):
-    from matplotlib.ticker import MaxNLocator
-
-    axes.set_title(title)
-    axes.set_xlabel("epoch")
-    axes.set_ylabel(ylabel)
-    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
-    axes.grid(True, alpha=0.3)
-    if axes.get_legend_handles_labels()[0]:
-        axes.legend(fontsize="small")

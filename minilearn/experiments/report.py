@@ -189,6 +189,19 @@ def use_log_scale_if_wide(axes, matrices):
     return False
 
 
+def finish_epoch_axes(axes, title, ylabel):
+    """Label a panel whose x axis is the epoch: title, axis labels, integer ticks, grid, legend."""
+    from matplotlib.ticker import MaxNLocator
+
+    axes.set_title(title)
+    axes.set_xlabel("epoch")
+    axes.set_ylabel(ylabel)
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes.grid(True, alpha=0.3)
+    if axes.get_legend_handles_labels()[0]:
+        axes.legend(fontsize="small")
+
+
 def band_legend_note(band, n_seeds):
     """Return the legend text that explains the shaded band."""
     what = "min to max" if band == "minmax" else "± 1 std"

@@ -441,21 +441,10 @@ def _draw_scenario(result, scenario, band, path):
     report.use_log_scale_if_wide(loss_axes, losses)
     if marked:
         loss_axes.plot([], [], "kx", label="last finite value (then NaN or inf)")
-    _finish(loss_axes, "training loss", "cross-entropy (nats per sample)")
+    report.finish_epoch_axes(loss_axes, "training loss", "cross-entropy (nats per sample)")
     accuracy_axes.set_ylim(-0.02, 1.02)
-    _finish(accuracy_axes, "validation accuracy (while outputs are finite)",
+    report.finish_epoch_axes(accuracy_axes, "validation accuracy (while outputs are finite)",
             "accuracy (fraction correct)")
     figure.suptitle(f"{scenario.label}: {report.band_legend_note(band, n_seeds)}")
     report.save_figure(figure, path)
 
-
-def _finish(axes, title, ylabel):
-    from matplotlib.ticker import MaxNLocator
-
-    axes.set_title(title)
-    axes.set_xlabel("epoch")
-    axes.set_ylabel(ylabel)
-    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
-    axes.grid(True, alpha=0.3)
-    if axes.get_legend_handles_labels()[0]:
-        axes.legend(fontsize="small")
