@@ -19,8 +19,15 @@ EXIT_INTERRUPTED = 130
 logger = logging.getLogger("minilearn")
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line and exit with code 2."""
+
+    def error(self, message):
+        self.exit(EXIT_USAGE, f"minilearn: error: {message}; see {self.prog} --help\n")
+
+
 def build_parser():
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="minilearn",
         description="Train softmax regression and MLP classifiers with hand-derived "
                     "backward passes, from TOML configs.")
@@ -39,6 +46,11 @@ def build_parser():
                      dest="overrides",
                      help="override one config value, read as TOML; repeatable, "
                           "e.g. --set optimizer.lr=0.05 --set model.hidden=[64]")
+    run.add_argument("--unset", metavar="KEY.PATH", action="append", default=[],
+                     dest="unsets",
+                     help="remove one key that the config file sets, so its default applies "
+                          "or it stops applying; repeatable, e.g. --unset optimizer.momentum "
+                          "with --set optimizer.name=adam")
     run.add_argument("--quiet", action="store_true",
                      help="print only errors and the final summary; no progress bar")
     run.add_argument("--reference", action="store_true",
@@ -192,7 +204,7 @@ def _command_run(args):
 
     # --reference goes through the config, so config.toml records it and a rerun repeats it.
     overrides = list(args.overrides) + (["reference.sklearn=true"] if args.reference else [])
-    config = load_config(args.config, overrides)
+    config = load_config(args.config, overrides, args.unsets)
     result = run(config, out=args.out, overwrite=args.overwrite, config_path=args.config,
                  progress=not args.quiet)
 

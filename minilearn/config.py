@@ -193,7 +193,10 @@ def read_config_file(path):
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found; check the path "
                           "(shipped configs are in configs/)") from None
-    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as error:
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory, not a config file; pass a TOML file "
+                          "such as configs/mlp_digits.toml") from None
+    except (PermissionError, UnicodeDecodeError) as error:
         raise ConfigError(f"{path}: cannot read the config file: {error}") from None
     try:
         return tomllib.loads(text)
@@ -221,8 +224,9 @@ def parse_override(text):
     except tomllib.TOMLDecodeError:
         if not _BARE_WORD.match(raw):
             raise ConfigError(
-                f"--set {path}={raw}: the value is not valid TOML; quote strings "
-                "(e.g. 'model.dtype=\"float32\"') and write lists as [64, 32]") from None
+                f"--set {path}={raw}: the value is not valid TOML; write numbers with a digit "
+                "before the point (0.5, not .5), lists as [64, 32], and quote strings that "
+                "are more than one word") from None
         value = raw
     return keys, value
 
@@ -237,8 +241,31 @@ def apply_overrides(raw, overrides):
         for key in keys[:-1]:
             table = table.setdefault(key, {})
             if not isinstance(table, dict):
-                raise ConfigError(f"--set {text}: {key!r} is not a table")
+                prefix = ".".join(keys[:keys.index(key) + 1])
+                raise ConfigError(f"--set {text}: {prefix} is a value, not a table; set it "
+                                  f"with --set {prefix}=VALUE")
         table[keys[-1]] = value
+    return config
+
+
+def remove_keys(raw, unsets):
+    """Return a copy of the raw config without the dotted keys in ``unsets``.
+
+    This is how a key that the file sets can go back to its default, or be dropped
+    when it does not apply, e.g. momentum after --set optimizer.name=adam.
+    """
+    config = copy.deepcopy(raw)
+    for dotted in unsets:
+        keys = dotted.split(".")
+        table = config
+        for key in keys[:-1]:
+            table = table.get(key) if isinstance(table, dict) else None
+            if not isinstance(table, dict):
+                break
+        if not isinstance(table, dict) or keys[-1] not in table:
+            raise ConfigError(f"--unset {dotted}: the config does not set {dotted!r}, so there "
+                              "is nothing to remove; check the key path")
+        del table[keys[-1]]
     return config
 
 
@@ -253,8 +280,10 @@ def _check_override_path(keys, text):
             if depth == 1 and keys[0] in NAMED_SECTIONS:
                 return
             dotted = ".".join(keys[:depth + 1])
-            raise ConfigError(f"--set {text}: unknown config key {dotted!r}"
-                              f"{_suggestion(key, spec)}")
+            hint = _suggestion(key, spec)
+            if not hint:
+                hint = f"; valid keys here: {', '.join(spec)}"
+            raise ConfigError(f"--set {text}: unknown config key {dotted!r}{hint}")
         spec = spec[key]
         if isinstance(spec, Key) and spec.kind == "table":
             return
@@ -286,11 +315,17 @@ def resolve_config(raw, source="config", base_dir=None):
     return resolved
 
 
-def load_config(path, overrides=()):
-    """Read, override and resolve the config file at ``path``."""
+def load_config(path, overrides=(), unsets=()):
+    """Read the config file at ``path``, remove ``unsets``, apply ``overrides`` and resolve it.
+
+    With overrides or unsets, messages name the source as "<path> with --set/--unset",
+    since the offending value may come from the command line.
+    """
     raw = read_config_file(path)
+    raw = remove_keys(raw, unsets)
     raw = apply_overrides(raw, overrides)
-    resolved = resolve_config(raw, source=str(path), base_dir=Path(path).parent)
+    source = f"{path} with --set/--unset" if overrides or unsets else str(path)
+    resolved = resolve_config(raw, source=source, base_dir=Path(path).parent)
     if not resolved["name"]:
         resolved["name"] = Path(path).stem
     return resolved
@@ -348,7 +383,8 @@ def _check_type(value, kind, source, dotted):
             raise wrong(hint)
         value = float(value)
         if not math.isfinite(value):
-            raise wrong("; use a finite number")
+            raise ConfigError(f"{source}: {dotted} = {_show(value)} is not a finite number; "
+                              "use a finite value")
     elif kind == "bool" and not isinstance(value, bool):
         raise wrong()
     elif kind == "str" and not isinstance(value, str):
@@ -384,8 +420,8 @@ def _resolve_data(raw, source):
     for key, value in resolved["options"].items():
         if key not in allowed:
             valid = ", ".join(allowed) if allowed else "none"
-            raise ConfigError(f"{source}: unknown key 'data.options.{key}' for dataset {name!r}"
-                              f"{_suggestion(key, allowed)}; its options are: {valid}")
+            raise ConfigError(f"{source}: unknown key 'data.options.{key}' for dataset {name!r} "
+                              f"(its options: {valid}){_suggestion(key, allowed)}")
         options[key] = value
     resolved["options"] = options
 
@@ -429,8 +465,9 @@ def _resolve_named(raw, section, source):
             continue
         if key not in options:
             valid = ", ".join(options) if options else "none"
-            raise ConfigError(f"{source}: unknown key '{section}.{key}' for {section} {name!r}"
-                              f"{_suggestion(key, options)}; its options are: {valid}")
+            raise ConfigError(f"{source}: unknown key '{section}.{key}' for {section} {name!r} "
+                              f"(its options: {valid}){_suggestion(key, options)}; remove it "
+                              f"from the config or with --unset {section}.{key}")
         if key in fixed:
             value = _check_value(value, fixed[key], source, f"{section}.{key}")
         elif options[key] is not None and options[key] is not _REQUIRED:
@@ -674,9 +711,9 @@ def _resolve_layer(table, index, source):
                               f"comes from {BUILDER_OPTIONS[key]}; remove it")
         if key not in options:
             settable = [name for name in options if name not in BUILDER_OPTIONS]
-            raise ConfigError(f"{source}: unknown key '{where}.{key}' for layer {layer_type!r}"
-                              f"{_suggestion(key, settable)}; its options are: "
-                              f"{', '.join(settable) or 'none'}")
+            raise ConfigError(f"{source}: unknown key '{where}.{key}' for layer {layer_type!r} "
+                              f"(its options: {', '.join(settable) or 'none'})"
+                              f"{_suggestion(key, settable)}")
         default = options[key]
         if default is not None and default is not _REQUIRED:
             value = _check_type(value, _kind_of(default), source, f"{where}.{key}")

@@ -696,8 +696,11 @@ class MSE(Loss):
         else:
             targets = _as_matching_targets(targets, outputs, "MSE")
 
-        diff = outputs - targets
-        squared = diff * diff
+        # Outputs of a diverging run may square past the float maximum. The result is
+        # inf, which the training loop reports, so numpy's warning would only repeat it.
+        with np.errstate(over="ignore"):
+            diff = outputs - targets
+            squared = diff * diff
         self._cache = diff
         if self.reduction == "none":
             return _per_sample_mean(squared)

@@ -33,6 +33,9 @@ def replay_run(run_dir, *, out=None, overwrite=False, progress=False):
 
     run_dir = Path(run_dir)
     config_path = run_dir / "config.toml"
+    if not run_dir.exists():
+        raise ValueError(f"{run_dir}: run directory not found; pass a directory written by "
+                         "minilearn run")
     if not run_dir.is_dir() or not config_path.is_file():
         raise ValueError(f"{run_dir} is not a run directory (no config.toml); pass a directory "
                          "written by minilearn run")

@@ -22,6 +22,10 @@ logger = logging.getLogger(__name__)
 
 NONFINITE_POLICIES = ("stop", "continue")
 
+# The keys of every epoch record; a run can add others, such as val_cross_entropy.
+METRIC_KEYS = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr",
+               "nonfinite_steps", "seconds")
+
 DIVERGENCE_REMEDY = ("lower the learning rate, use the stable cross_entropy loss, "
                      "or standardize the features")
 
@@ -51,8 +55,14 @@ class History:
     stopped_epoch: int | None = None
 
     def __getitem__(self, key):
-        """Return the values of one metric over the epochs, e.g. ``history["val_loss"]``."""
-        return [record[key] for record in self.epochs]
+        """Return one metric over the epochs, e.g. ``history["val_loss"]``, or by an integer
+        index one epoch's record, e.g. ``history[-1]``."""
+        if isinstance(key, (int, np.integer)):
+            return self.epochs[key]
+        if key not in METRIC_KEYS and not any(key in record for record in self.epochs):
+            raise KeyError(f"no metric {key!r} in the history; the metrics are "
+                           f"{', '.join(METRIC_KEYS)}")
+        return [record.get(key) for record in self.epochs]
 
     def __len__(self):
         return len(self.epochs)

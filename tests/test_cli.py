@@ -216,3 +216,46 @@ def test_sigint_keeps_completed_epochs(tmp_path):
     assert len(metrics["epochs"]) >= 1
     assert [record["epoch"] for record in metrics["epochs"]] == list(range(1, len(metrics["epochs"]) + 1))
     assert (out / "model.npz").exists()
+
+
+def test_unset_lets_shipped_config_switch_to_adam(tmp_path):
+    result = minilearn("run", CONFIGS / "mlp_iris.toml", "--out", tmp_path / "run", "--quiet",
+                       "--set", "optimizer.name=adam", "--set", "optimizer.lr=0.01",
+                       "--unset", "optimizer.momentum", "--set", "training.epochs=2")
+
+    assert result.returncode == 0, result.stderr
+    config = tomllib.loads((tmp_path / "run" / "config.toml").read_text())
+    assert config["optimizer"]["name"] == "adam"
+    assert "momentum" not in config["optimizer"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["run", "{configs}/mlp_iris.toml", "--set", "optimizer.name=adam"],
+     "mlp_iris.toml with --set/--unset: unknown key 'optimizer.momentum' for optimizer 'adam' "
+     "(its options: "),
+    (["run", "{configs}/mlp_iris.toml", "--set", "optimizer.name=adam"],
+     "remove it from the config or with --unset optimizer.momentum"),
+    (["run", "{configs}/mlp_iris.toml", "--unset", "optimizer.nesterov"],
+     "--unset optimizer.nesterov: the config does not set 'optimizer.nesterov'"),
+    (["run", "{configs}/mlp_iris.toml", "--set", "optimizer.lr=.5"],
+     "write numbers with a digit before the point (0.5, not .5)"),
+    (["run", "{configs}/mlp_iris.toml", "--set", "optimizer.lr=nan"],
+     "optimizer.lr = nan is not a finite number; use a finite value"),
+    (["run", "{configs}/mlp_iris.toml", "--set", "foo.bar=1"],
+     "unknown config key 'foo'; valid keys here: "),
+    (["run", "{configs}/mlp_iris.toml", "--set", "training.epochs.x=1"],
+     "training.epochs is a value, not a table; set it with --set training.epochs=VALUE"),
+    (["run", "{configs}"], "is a directory, not a config file"),
+    (["replay", "{configs}/no-such-run"], "run directory not found"),
+    (["experiment", "no_such_experiment"], "invalid choice: 'no_such_experiment'"),
+    (["run"], "the following arguments are required: CONFIG"),
+])
+def test_more_bad_input_one_line_exit_2(tmp_path, args, message):
+    args = [arg.format(configs=CONFIGS) for arg in args]
+
+    result = minilearn(*args, cwd=tmp_path)
+
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

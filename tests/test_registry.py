@@ -273,8 +273,8 @@ def test_plugins_resolved_from_config_directory(tmp_path, double_plugin, monkeyp
 
 @pytest.mark.parametrize("tables, message", [
     ('[{type = "leaky_relu", negative_slop = 0.1}, {type = "linear"}]',
-     "unknown key 'model.layers[0].negative_slop' for layer 'leaky_relu'; did you mean "
-     "'negative_slope'?"),
+     "unknown key 'model.layers[0].negative_slop' for layer 'leaky_relu' (its options: "
+     "negative_slope); did you mean 'negative_slope'?"),
     ('[{type = "linear", out_features = 4}, {type = "leaky_relu", negative_slope = "a"}]',
      "model.layers[1].negative_slope = 'a' has type string; expected a number"),
     ('[{type = "leaky_relus"}]', "model.layers[0].type = 'leaky_relus' is not a known layer; "

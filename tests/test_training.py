@@ -212,3 +212,14 @@ def test_fit_rejects_bad_arguments(kwargs, match):
 
     with pytest.raises(ValueError, match=match):
         fit(small_mlp(np.random.default_rng(0)), CrossEntropy(), SGD(lr=0.1), X, y, **arguments)
+
+
+def test_history_index_and_unknown_metric():
+    X, y = blobs(n=30)
+    history = fit(small_mlp(np.random.default_rng(0)), CrossEntropy(), SGD(lr=0.1), X, y,
+                  epochs=2, batch_size=8, seed=0, progress=False)
+
+    assert history[0]["epoch"] == 1
+    assert history[-1]["epoch"] == 2
+    with pytest.raises(KeyError, match="no metric 'val_acc' in the history"):
+        history["val_acc"]
