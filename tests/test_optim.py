@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from handed_cases import case
 
 from minilearn.optim import SGD
 
@@ -17,10 +18,25 @@ def run_quadratic(optimizer, w0, steps):
     return values
 
 
+SGD_CASES = ["sgd-momentum-sequence", "sgd-nesterov-sequence", "sgd-nesterov-weight-decay-sequence"]
+
+
+@pytest.mark.parametrize("case_id", SGD_CASES)
+def test_sgd_matches_handed_sequence(case_id):
+    spec = case("training", case_id)
+    optimizer = SGD(lr=spec["lr"], momentum=spec["momentum"], nesterov=spec["nesterov"],
+                    weight_decay=spec["weight_decay"])
+
+    values = run_quadratic(optimizer, spec["w0"], len(spec["expected_w"]))
+
+    np.testing.assert_allclose(values, spec["expected_w"], rtol=1e-12)
+
+
 @pytest.mark.parametrize("nesterov, weight_decay, expected", [
     # b = g first, then b = 0.9 b + g; w -= 0.1 b.
     (False, 0.0, [0.9, 0.72, 0.486]),
-    # PyTorch's Nesterov form: w -= 0.1 (g + 0.9 b).
+    # PyTorch's Nesterov form: w -= 0.1 (g + 0.9 b). Sutskever's form would give
+    # 0.9, 0.729, 0.51759, the look-ahead points of these values.
     (True, 0.0, [0.81, 0.5751, 0.327321]),
     # weight_decay 0.1 added to the gradient before the momentum step.
     (True, 0.1, [0.791, 0.536581, 0.273767471]),
