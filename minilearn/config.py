@@ -9,17 +9,22 @@ dataset, so the schema grows with them.
 """
 
 import copy
-import difflib
-import inspect
-import math
 import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-
-class ConfigError(ValueError):
-    """A config that cannot be used. The message is one line, ready for the user."""
+from minilearn.config_checks import (
+    REQUIRED,
+    ConfigError,
+    check_type,
+    constructor_options,
+    did_you_mean,
+    format_value,
+    kind_of,
+    to_toml_value,
+)
+from minilearn.layer_tables import resolve_layers, resolve_plugins
 
 
 @dataclass(frozen=True)
@@ -280,7 +285,7 @@ def _check_override_path(keys, text):
             if depth == 1 and keys[0] in NAMED_SECTIONS:
                 return
             dotted = ".".join(keys[:depth + 1])
-            hint = _suggestion(key, spec)
+            hint = did_you_mean(key, spec)
             if not hint:
                 hint = f"; valid keys here: {', '.join(spec)}"
             raise ConfigError(f"--set {text}: unknown config key {dotted!r}{hint}")
@@ -305,8 +310,9 @@ def resolve_config(raw, source="config", base_dir=None):
 
     resolved = _resolve_table(raw, SCHEMA, source, prefix="",
                               skip={"loss", "data", "optimizer", "schedule"})
-    resolved["plugins"] = _resolve_plugins(resolved["plugins"], source, base_dir)
-    resolved["model"]["layers"] = _resolve_layers(resolved["model"], source)
+    resolved["plugins"] = resolve_plugins(resolved["plugins"], source, base_dir)
+    resolved["model"]["layers"] = resolve_layers(resolved["model"], source,
+                                                 SCHEMA["model"]["activation"].default)
     resolved["data"] = _resolve_data(raw.get("data", {}), source)
     resolved["loss"] = _resolve_named(raw.get("loss", {}), "loss", source)
     resolved["optimizer"] = _resolve_named(raw.get("optimizer", {}), "optimizer", source)
@@ -337,7 +343,7 @@ def _resolve_table(raw, schema, source, prefix, skip=()):
                           f"([{prefix.rstrip('.')}]), got {raw!r}")
     for key in raw:
         if key not in schema:
-            raise ConfigError(f"{source}: unknown key {prefix + key!r}{_suggestion(key, schema)}")
+            raise ConfigError(f"{source}: unknown key {prefix + key!r}{did_you_mean(key, schema)}")
 
     resolved = {}
     for key, spec in schema.items():
@@ -353,56 +359,12 @@ def _resolve_table(raw, schema, source, prefix, skip=()):
 
 
 def _check_value(value, spec, source, dotted):
-    value = _check_type(value, spec.kind, source, dotted)
+    value = check_type(value, spec.kind, source, dotted)
     if spec.check is not None:
         expected = spec.check(value)
         if expected is not None:
-            raise ConfigError(f"{source}: {dotted} = {_show(value)} is invalid; expected {expected}")
-    return value
-
-
-_KIND_NAMES = {"int": "an integer", "float": "a number", "bool": "true or false",
-               "str": "a string", "int_list": "a list of integers", "table": "a table",
-               "str_list": "a list of strings", "table_list": "a list of tables",
-               "any": "any value"}
-
-
-def _check_type(value, kind, source, dotted):
-    def wrong(hint=""):
-        return ConfigError(f"{source}: {dotted} = {_show(value)} has type {_toml_type(value)}; "
-                           f"expected {_KIND_NAMES[kind]}{hint}")
-
-    if kind == "int":
-        if isinstance(value, float) and value.is_integer():
-            raise wrong(f"; write it as {int(value)} without a decimal point or exponent")
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise wrong()
-    elif kind == "float":
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            hint = "; remove the quotes" if isinstance(value, str) and _is_number(value) else ""
-            raise wrong(hint)
-        value = float(value)
-        if not math.isfinite(value):
-            raise ConfigError(f"{source}: {dotted} = {_show(value)} is not a finite number; "
-                              "use a finite value")
-    elif kind == "bool" and not isinstance(value, bool):
-        raise wrong()
-    elif kind == "str" and not isinstance(value, str):
-        raise wrong()
-    elif kind == "table" and not isinstance(value, dict):
-        raise wrong()
-    elif kind == "any":
-        return value
-    elif kind == "int_list":
-        if not isinstance(value, list) or any(isinstance(v, bool) or not isinstance(v, int)
-                                              for v in value):
-            raise wrong(", e.g. [128] or [64, 32]")
-    elif kind == "str_list":
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise wrong(', e.g. ["my_layers.py"]')
-    elif kind == "table_list":
-        if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
-            raise wrong(', e.g. [[model.layers]] tables or [{ type = "relu" }]')
+            raise ConfigError(f"{source}: {dotted} = {format_value(value)} is invalid; "
+                              f"expected {expected}")
     return value
 
 
@@ -421,7 +383,7 @@ def _resolve_data(raw, source):
         if key not in allowed:
             valid = ", ".join(allowed) if allowed else "none"
             raise ConfigError(f"{source}: unknown key 'data.options.{key}' for dataset {name!r} "
-                              f"(its options: {valid}){_suggestion(key, allowed)}")
+                              f"(its options: {valid}){did_you_mean(key, allowed)}")
         options[key] = value
     resolved["options"] = options
 
@@ -455,8 +417,8 @@ def _resolve_named(raw, section, source):
     fixed = SCHEMA[section]
     name = raw.get("name", fixed["name"].default)
     if not isinstance(name, str) or name not in registry:
-        raise ConfigError(f"{source}: {section}.name = {_show(name)} is not a known {section}; "
-                          f"expected one of {', '.join(registry)}")
+        raise ConfigError(f"{source}: {section}.name = {format_value(name)} is not a known "
+                          f"{section}; expected one of {', '.join(registry)}")
 
     options = constructor_options(registry.get(name))
     resolved = {"name": name}
@@ -466,14 +428,14 @@ def _resolve_named(raw, section, source):
         if key not in options:
             valid = ", ".join(options) if options else "none"
             raise ConfigError(f"{source}: unknown key '{section}.{key}' for {section} {name!r} "
-                              f"(its options: {valid}){_suggestion(key, options)}; remove it "
+                              f"(its options: {valid}){did_you_mean(key, options)}; remove it "
                               f"from the config or with --unset {section}.{key}")
         if key in fixed:
             value = _check_value(value, fixed[key], source, f"{section}.{key}")
-        elif options[key] is not None and options[key] is not _REQUIRED:
-            value = _check_type(value, _kind_of(options[key]), source, f"{section}.{key}")
+        elif options[key] is not None and options[key] is not REQUIRED:
+            value = check_type(value, kind_of(options[key]), source, f"{section}.{key}")
         if section == "loss" and key == "weight" and isinstance(value, str) and value != BALANCED:
-            raise ConfigError(f"{source}: loss.weight = {_show(value)} is invalid; expected "
+            raise ConfigError(f"{source}: loss.weight = {format_value(value)} is invalid; expected "
                               f"{BALANCED!r} or a list of one non-negative number per class")
         resolved[key] = value
     for key, default in options.items():
@@ -481,9 +443,9 @@ def _resolve_named(raw, section, source):
             continue
         # A fixed default, such as optimizer.lr = 0.1, fills in only what the class
         # leaves without one, so Adam keeps its own lr of 0.001.
-        if default is _REQUIRED and key in fixed:
+        if default is REQUIRED and key in fixed:
             resolved[key] = copy.deepcopy(fixed[key].default)
-        elif default is _REQUIRED:
+        elif default is REQUIRED:
             raise ConfigError(f"{source}: {section}.{key} is missing; {section} {name!r} needs it")
         elif default is not None:
             # TOML has no tuples, so a tuple default such as Adam's betas is kept as a list.
@@ -496,38 +458,8 @@ def _resolve_named(raw, section, source):
     return resolved
 
 
-_REQUIRED = object()
-
 # Sections whose keys are a registered class's name and constructor options.
 NAMED_SECTIONS = ("loss", "optimizer", "schedule")
-
-
-def constructor_options(cls):
-    """Return the keyword options of a class's constructor with their defaults, in order.
-
-    An option without a default maps to a private marker meaning "required".
-    """
-    signature = inspect.signature(cls.__init__)
-    options = {}
-    for name, parameter in signature.parameters.items():
-        if name == "self" or parameter.kind in (inspect.Parameter.VAR_KEYWORD,
-                                                 inspect.Parameter.VAR_POSITIONAL):
-            continue
-        empty = parameter.default is inspect.Parameter.empty
-        options[name] = _REQUIRED if empty else parameter.default
-    return options
-
-
-def _kind_of(default):
-    if isinstance(default, bool):
-        return "bool"
-    if isinstance(default, int):
-        return "int"
-    if isinstance(default, float):
-        return "float"
-    if isinstance(default, str):
-        return "str"
-    return "any"
 
 
 def _option_message(error, section, resolved):
@@ -535,7 +467,7 @@ def _option_message(error, section, resolved):
     message = " ".join(str(error).split())
     for key, value in resolved.items():
         if key != "name" and re.search(rf"\b{re.escape(key)}\b", message):
-            return f"{section}.{key} = {_show(value)} is invalid: {message}"
+            return f"{section}.{key} = {format_value(value)} is invalid: {message}"
     return f"invalid [{section}] options: {message}"
 
 
@@ -627,185 +559,6 @@ def _check_output_conflict(config, source):
             f"{output!r} gives {produced}; set model.output = {wanted!r}")
 
 
-# Plugins and layer tables
-
-
-def _resolve_plugins(plugins, source, base_dir):
-    """Import each plugin and return their absolute paths (module names stay as they are)."""
-    from minilearn.plugins import PluginError, load_plugin, resolve_plugin
-
-    resolved = []
-    for index, spec in enumerate(plugins):
-        try:
-            path = resolve_plugin(spec, base_dir)
-            load_plugin(path)
-        except PluginError as error:
-            raise ConfigError(f"{source}: plugins[{index}]: {error}") from None
-        resolved.append(path)
-    return resolved
-
-
-# Constructor options that the model builder sets, so a layer table may not:
-# the generator comes from the seed and the dtype from model.dtype.
-BUILDER_OPTIONS = {"rng": "the seed", "dtype": "model.dtype"}
-# Width options that the builder fills with the previous layer's output width.
-WIDTH_OPTIONS = ("in_features", "num_features")
-# The option that sizes a layer's output. The last layer that takes it may leave it
-# out, and the builder then gives it the number of classes.
-OUTPUT_WIDTH_OPTION = "out_features"
-
-
-def _layer_registry():
-    from minilearn.registry import LAYERS
-
-    import minilearn.layers  # noqa: F401 - importing it registers the built-in layers
-
-    return LAYERS
-
-
-def _resolve_layers(model, source):
-    """Check every ``[[model.layers]]`` table and return them with type-checked options.
-
-    Each table is checked against its layer class's constructor and then built
-    once with placeholder widths, so an invalid value fails here, naming its key,
-    before any data is loaded.
-    """
-    tables = model["layers"]
-    if not tables:
-        return []
-    if model["hidden"]:
-        raise ConfigError(f"{source}: model.layers and model.hidden are alternatives; remove "
-                          "model.hidden and list every layer in model.layers")
-    if model["activation"] != SCHEMA["model"]["activation"].default:
-        raise ConfigError(
-            f"{source}: model.activation = {model['activation']!r} applies only to "
-            f"model.hidden; with model.layers add a table such as "
-            f"{{ type = \"{model['activation']}\" }} after each linear layer instead")
-
-    resolved = [_resolve_layer(table, index, source) for index, table in enumerate(tables)]
-    _check_output_widths(resolved, source)
-    _check_last_layer(resolved, source)
-    return resolved
-
-
-def _resolve_layer(table, index, source):
-    where = f"model.layers[{index}]"
-    registry = _layer_registry()
-    layer_type = table.get("type")
-    if layer_type is None:
-        raise ConfigError(f"{source}: {where} has no type; add e.g. type = \"linear\" "
-                          f"(registered layers: {', '.join(registry)})")
-    if not isinstance(layer_type, str) or layer_type not in registry:
-        hint = _suggestion(layer_type, registry) if isinstance(layer_type, str) else ""
-        raise ConfigError(f"{source}: {where}.type = {_show(layer_type)} is not a known "
-                          f"layer{hint}; expected one of {', '.join(registry)}, or list the "
-                          "plugin that registers it in plugins")
-
-    options = constructor_options(registry.get(layer_type))
-    resolved = {"type": layer_type}
-    for key, value in table.items():
-        if key == "type":
-            continue
-        if key in BUILDER_OPTIONS and key in options:
-            raise ConfigError(f"{source}: {where}.{key} cannot be set in a config, because it "
-                              f"comes from {BUILDER_OPTIONS[key]}; remove it")
-        if key not in options:
-            settable = [name for name in options if name not in BUILDER_OPTIONS]
-            raise ConfigError(f"{source}: unknown key '{where}.{key}' for layer {layer_type!r} "
-                              f"(its options: {', '.join(settable) or 'none'})"
-                              f"{_suggestion(key, settable)}")
-        default = options[key]
-        if default is not None and default is not _REQUIRED:
-            value = _check_type(value, _kind_of(default), source, f"{where}.{key}")
-        resolved[key] = value
-
-    inferred = set(BUILDER_OPTIONS) | set(WIDTH_OPTIONS) | {OUTPUT_WIDTH_OPTION}
-    for key, default in options.items():
-        if default is _REQUIRED and key not in resolved and key not in inferred:
-            raise ConfigError(f"{source}: {where}.{key} is missing; layer {layer_type!r} needs it")
-
-    _try_layer(resolved, where, source)
-    return resolved
-
-
-def _try_layer(table, where, source):
-    """Build the layer once with placeholder widths, turning its errors into ConfigError."""
-    import numpy as np
-
-    cls = _layer_registry().get(table["type"])
-    width = next((table[key] for key in WIDTH_OPTIONS if key in table), 2)
-    arguments = layer_arguments(cls, table, width=width, dtype=np.float64,
-                                rng=np.random.default_rng(0), out_features=2)
-    try:
-        cls(**arguments)
-    except (TypeError, ValueError) as error:
-        raise ConfigError(f"{source}: {_layer_option_message(error, where, table)}") from None
-
-
-def _layer_option_message(error, where, table):
-    """Name the key of a layer table that a constructor's error message is about, if it names one."""
-    message = " ".join(str(error).split())
-    for key, value in table.items():
-        if key != "type" and re.search(rf"\b{re.escape(key)}\b", message):
-            return f"{where}.{key} = {_show(value)} is invalid: {message}"
-    return f"{where} (layer {table['type']!r}) is invalid: {message}"
-
-
-def _takes_output_width(table):
-    cls = _layer_registry().get(table["type"])
-    return OUTPUT_WIDTH_OPTION in constructor_options(cls)
-
-
-def _check_output_widths(tables, source):
-    """Require out_features on every sized layer but the last, which may take the class count."""
-    sized = [index for index, table in enumerate(tables) if _takes_output_width(table)]
-    for index in sized[:-1]:
-        if OUTPUT_WIDTH_OPTION not in tables[index]:
-            raise ConfigError(
-                f"{source}: model.layers[{index}].{OUTPUT_WIDTH_OPTION} is missing; only the "
-                f"last {tables[index]['type']} layer may leave it out, and it then gets the "
-                "number of classes")
-
-
-def _check_last_layer(tables, source):
-    """Reject a softmax at the end of the list, because model.output sets what the model emits."""
-    from minilearn.layers import LogSoftmax, Softmax
-
-    last = tables[-1]
-    cls = _layer_registry().get(last["type"])
-    for output, output_class in (("softmax", Softmax), ("log_softmax", LogSoftmax)):
-        if issubclass(cls, output_class):
-            raise ConfigError(
-                f"{source}: model.layers ends with a {last['type']} layer; remove it and set "
-                f"model.output = {output!r}, which the loss's expected input is checked against")
-
-
-def layer_arguments(cls, table, *, width, dtype, rng, out_features=None, init=None):
-    """Return the constructor arguments of the layer that a ``[[model.layers]]`` table describes.
-
-    The table's options are used as they are. A width option (``in_features``,
-    ``num_features``) that the table leaves out gets ``width``, the previous
-    layer's output width, and a missing ``out_features`` gets ``out_features``
-    when that is not None. ``rng`` and ``dtype`` go to constructors that take
-    them, and ``init`` to one that takes it when the table does not set it.
-    """
-    parameters = constructor_options(cls)
-    arguments = {key: value for key, value in table.items() if key != "type"}
-    for key in WIDTH_OPTIONS:
-        if key in parameters and key not in arguments:
-            arguments[key] = width
-    if OUTPUT_WIDTH_OPTION in parameters and OUTPUT_WIDTH_OPTION not in arguments \
-            and out_features is not None:
-        arguments[OUTPUT_WIDTH_OPTION] = out_features
-    if "rng" in parameters:
-        arguments["rng"] = rng
-    if "dtype" in parameters:
-        arguments["dtype"] = dtype
-    if init is not None and "init" in parameters and "init" not in arguments:
-        arguments["init"] = init
-    return arguments
-
-
 # Writing
 
 
@@ -823,57 +576,6 @@ def _emit_table(table, path, lines):
         lines.append("")
         lines.append(f"[{'.'.join(path)}]")
     for key, value in scalars.items():
-        lines.append(f"{key} = {_toml_value(value)}")
+        lines.append(f"{key} = {to_toml_value(value)}")
     for key, value in tables.items():
         _emit_table(value, path + [key], lines)
-
-
-def _toml_value(value):
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_toml_value(item) for item in value) + "]"
-    if isinstance(value, dict):
-        # An inline table, as one entry of model.layers is written.
-        if not value:
-            return "{}"
-        return "{ " + ", ".join(f"{key} = {_toml_value(item)}" for key, item in value.items()) + " }"
-    raise TypeError(f"cannot write {type(value).__name__} value {value!r} to TOML")
-
-
-# Message helpers
-
-
-def _suggestion(key, valid):
-    close = difflib.get_close_matches(key, list(valid), n=1, cutoff=0.6)
-    if not close:
-        # Catch abbreviations and extensions that difflib scores low, e.g. lrate for lr.
-        close = [name for name in valid if len(name) >= 2 and
-                 (key.startswith(name) or name.startswith(key))][:1]
-    return f"; did you mean {close[0]!r}?" if close else ""
-
-
-def _show(value):
-    if isinstance(value, (bool, int, float, list)):
-        try:
-            return _toml_value(value)
-        except TypeError:
-            pass
-    return repr(value)
-
-
-def _toml_type(value):
-    return {bool: "boolean", int: "integer", float: "float", str: "string",
-            list: "array", dict: "table"}.get(type(value), type(value).__name__)
-
-
-def _is_number(text):
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True

@@ -7,16 +7,9 @@ from pathlib import Path
 import numpy as np
 
 from minilearn import layers
-from minilearn.config import (
-    OUTPUT_WIDTH_OPTION,
-    WIDTH_OPTIONS,
-    ConfigError,
-    build_from_config,
-    constructor_options,
-    layer_arguments,
-    make_loss_from_config,
-    to_toml,
-)
+from minilearn.config import ConfigError, build_from_config, make_loss_from_config, to_toml
+from minilearn.config_checks import constructor_options
+from minilearn.layer_tables import OUTPUT_WIDTH_OPTION, WIDTH_OPTIONS, layer_arguments
 from minilearn.losses import CrossEntropy, NLLLoss
 from minilearn.model import Sequential
 from minilearn.plugins import load_plugins
