@@ -1,23 +1,4 @@
-"""The check kit: the contract of every layer and loss, run on one instance and reported check by check.
-
-``check_layer(layer, input_shape)`` and ``check_loss(loss, input_shape)`` return a
-``CheckReport`` that lists each check by name with pass or fail, the measured
-error where there is one and what went wrong. ``check_registered`` runs them on
-classes registered in ``LAYERS`` and ``LOSSES``, which is what the test suite and
-``minilearn check`` do, so a newly registered class is checked with no new test code.
-
-Gradient checks compare the backward pass with float64 central differences of the
-objective L = sum(w * layer(x)) for fixed random weights w of the output's shape,
-whose gradient with respect to the output is w. Their error is
-
-    max |analytic - numeric| / max(max |analytic|, max |numeric|)
-
-over all entries, 0 when both are zero, and a check passes when it is at most the
-tolerance (``GRADIENT_TOLERANCE``, 1e-6 by default). Scaling by the largest entry
-keeps rounding noise in entries near 0 from failing a correct backward pass, while a
-flipped sign (error 1) or a missing 1/N (error at least 1 - 1/N) fails by far. The
-central differences use the step ``FINITE_DIFFERENCE_STEP`` = 1e-6, whose
-truncation and rounding errors stay near 1e-9 for inputs of order 1.
+"""The layer checks: ``check_layer`` and the inputs and example instances it builds.
 
 Inputs are standard normal, with entries closer to 0 than ``KINK_MARGIN`` moved
 away from it, so the difference steps never cross the kink of ReLU-like layers. A
@@ -37,132 +18,29 @@ dtype)`` when the class defines one. Otherwise it calls the constructor with
 ``num_features`` set to the input width, and a required ``out_features`` set to 3.
 """
 
-import copy
 import inspect
 import tempfile
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from minilearn import functional as F
 from minilearn.gradcheck import numerical_gradient
-from minilearn.registry import LAYERS, LOSSES
+from minilearn.testing.common import (
+    CLOSE_TOLERANCE,
+    FINITE_DIFFERENCE_STEP,
+    GRADIENT_TOLERANCE,
+    arrays_equal,
+    copy_or_none,
+    display_name,
+    gradient_error,
+    run_check,
+)
+from minilearn.testing.report import Check, CheckReport
 
-GRADIENT_TOLERANCE = 1e-6
-FINITE_DIFFERENCE_STEP = 1e-6
 KINK_MARGIN = 0.1
 DEFAULT_LAYER_INPUT_SHAPE = (5, 4)
-DEFAULT_LOSS_INPUT_SHAPE = (5, 3)
 EXAMPLE_OUT_FEATURES = 3
 EVAL_BEHAVIORS = ("same", "identity", "running_statistics")
-REDUCTIONS = ("mean", "sum", "none")
-
-# Tolerance of comparisons between two computations of one value in float64, e.g.
-# a loss summed over samples against the "sum" reduction.
-_CLOSE = {"rtol": 1e-10, "atol": 1e-12}
-
-
-@dataclass
-class Check:
-    """The outcome of one named check: pass or fail, the measured error and its tolerance."""
-
-    name: str
-    passed: bool
-    error: float | None = None
-    tolerance: float | None = None
-    detail: str = ""
-
-
-@dataclass
-class CheckReport:
-    """Every check run on one layer or loss. ``passed`` is True when all of them passed."""
-
-    kind: str
-    name: str
-    checks: list = field(default_factory=list)
-
-    @property
-    def passed(self):
-        return all(check.passed for check in self.checks)
-
-    @property
-    def failures(self):
-        """The checks that failed."""
-        return [check for check in self.checks if not check.passed]
-
-    def names(self):
-        """Return the check names in the order they ran."""
-        return [check.name for check in self.checks]
-
-    def __getitem__(self, name):
-        for check in self.checks:
-            if check.name == name:
-                return check
-        raise KeyError(f"no check named {name!r}; the report has {', '.join(self.names())}")
-
-    def __iter__(self):
-        return iter(self.checks)
-
-    def __len__(self):
-        return len(self.checks)
-
-    def __str__(self):
-        return format_reports([self])
-
-    def assert_passed(self):
-        """Raise AssertionError with the table of failed checks unless every check passed."""
-        if not self.passed:
-            failed = CheckReport(self.kind, self.name, self.failures)
-            raise AssertionError(f"{self.kind} {self.name} failed {len(self.failures)} "
-                                 f"check(s):\n{format_reports([failed])}")
-
-
-# Tables
-
-
-_COLUMNS = ("kind", "name", "check", "result", "error", "tolerance", "detail")
-
-
-def format_reports(reports):
-    """Return the checks of ``reports`` as a plain-text table, one row per check."""
-    rows = [_COLUMNS]
-    for report in reports:
-        for check in report.checks:
-            rows.append((report.kind, report.name, check.name,
-                         "pass" if check.passed else "FAIL",
-                         _format_number(check.error), _format_number(check.tolerance),
-                         check.detail))
-
-    widths = [max(len(row[column]) for row in rows) for column in range(len(_COLUMNS) - 1)]
-    lines = []
-    for row in rows:
-        cells = [cell.ljust(width) for cell, width in zip(row[:-1], widths)]
-        lines.append("  ".join(cells + [row[-1]]).rstrip())
-    return "\n".join(lines)
-
-
-def _format_number(value):
-    return "" if value is None else f"{value:.2g}"
-
-
-# Errors and inputs
-
-
-def gradient_error(analytic, numeric):
-    """Return max |a - n| / max(max |a|, max |n|), the kit's scaled gradient error.
-
-    It is 0 when both arrays are all zeros and inf when an entry is not finite.
-    """
-    analytic = np.asarray(analytic, dtype=np.float64)
-    numeric = np.asarray(numeric, dtype=np.float64)
-    if not (np.all(np.isfinite(analytic)) and np.all(np.isfinite(numeric))):
-        return float("inf")
-    scale = max(float(np.max(np.abs(analytic), initial=0.0)),
-                float(np.max(np.abs(numeric), initial=0.0)))
-    if scale == 0:
-        return 0.0
-    return float(np.max(np.abs(analytic - numeric)) / scale)
 
 
 def sample_input(cls, rng, shape):
@@ -239,9 +117,6 @@ def _forward(layer, x, states):
     return layer.forward(x)
 
 
-# Layer checks
-
-
 def check_layer(layer, input_shape, *, factory=None, seed=0, tolerance=GRADIENT_TOLERANCE,
                 eps=FINITE_DIFFERENCE_STEP, name=None):
     """Run every check of the layer contract on ``layer`` and return a CheckReport.
@@ -274,7 +149,7 @@ def check_layer(layer, input_shape, *, factory=None, seed=0, tolerance=GRADIENT_
         def factory(rng, dtype):
             return example_layer(cls, rng, dtype, input_shape)
 
-    report = CheckReport("layer", name or _display_name(cls))
+    report = CheckReport("layer", name or display_name(cls))
     was_training = layer.training
     needed_input_grad = layer.needs_input_grad
     layer.needs_input_grad = True
@@ -282,38 +157,18 @@ def check_layer(layer, input_shape, *, factory=None, seed=0, tolerance=GRADIENT_
     try:
         report.checks.extend(context.gradient_checks())
         for dtype in (np.float32, np.float64):
-            report.checks.append(_guarded(f"shapes_dtypes[{np.dtype(dtype).name}]",
+            report.checks.append(run_check(f"shapes_dtypes[{np.dtype(dtype).name}]",
                                           context.shapes_and_dtypes, dtype))
-        report.checks.append(_guarded("backward_keeps_inputs", context.backward_keeps_inputs))
-        report.checks.append(_guarded("repeatable", context.repeatable))
-        report.checks.append(_guarded("input_grad_skip", context.input_grad_skip))
-        report.checks.append(_guarded("save_load", context.save_load))
-        report.checks.append(_guarded("seed", context.same_seed))
-        report.checks.append(_guarded("train_eval", context.train_eval))
+        report.checks.append(run_check("backward_keeps_inputs", context.backward_keeps_inputs))
+        report.checks.append(run_check("repeatable", context.repeatable))
+        report.checks.append(run_check("input_grad_skip", context.input_grad_skip))
+        report.checks.append(run_check("save_load", context.save_load))
+        report.checks.append(run_check("seed", context.same_seed))
+        report.checks.append(run_check("train_eval", context.train_eval))
     finally:
         layer.train(was_training)
         layer.needs_input_grad = needed_input_grad
     return report
-
-
-def _display_name(cls):
-    """Return the name ``cls`` itself is registered under, else its class name.
-
-    A subclass inherits ``registered_name`` from its parent, so only the class's own
-    attribute counts.
-    """
-    return vars(cls).get("registered_name", cls.__name__)
-
-
-def _guarded(name, function, *args):
-    """Run one check function, turning an exception it raises into a failed Check."""
-    try:
-        passed, detail, *measured = function(*args)
-    except Exception as error:  # noqa: BLE001 - a crashing layer fails the check it crashed in
-        message = " ".join(str(error).split())
-        return Check(name, False, detail=f"raised {type(error).__name__}: {message}")
-    error, tolerance = (measured + [None, None])[:2]
-    return Check(name, bool(passed), error, tolerance, detail)
 
 
 class _LayerContext:
@@ -448,14 +303,14 @@ class _LayerContext:
         grad = self.rng.normal(size=out.shape).astype(self.dtype)
         grad_before = grad.copy()
 
-        first = _copy_or_none(layer.backward(grad))
+        first = copy_or_none(layer.backward(grad))
         problems = []
         if not np.array_equal(grad, grad_before):
             problems.append("backward modified its argument")
         if not np.array_equal(x, x_before):
             problems.append("forward or backward modified the input")
-        second = _copy_or_none(layer.backward(grad.copy()))
-        if not _same(first, second):
+        second = copy_or_none(layer.backward(grad.copy()))
+        if not arrays_equal(first, second):
             problems.append("a second backward after one forward returned a different "
                             "gradient, so backward changed the cached state")
         return not problems, "; ".join(problems)
@@ -470,17 +325,17 @@ class _LayerContext:
             out = _forward(layer, x, states).copy()
             if grad is None:
                 grad = self.rng.normal(size=out.shape).astype(self.dtype)
-            grad_input = _copy_or_none(layer.backward(grad.copy()))
+            grad_input = copy_or_none(layer.backward(grad.copy()))
             passes.append((out, grad_input, _copy_grads(layer)))
 
         (out_a, input_a, grads_a), (out_b, input_b, grads_b) = passes
         problems = []
         if not np.array_equal(out_a, out_b):
             problems.append("outputs differ")
-        if not _same(input_a, input_b):
+        if not arrays_equal(input_a, input_b):
             problems.append("input gradients differ")
         problems.extend(f"gradient of {name} differs (accumulated?)" for name in grads_a
-                        if not _same(grads_a[name], grads_b.get(name)))
+                        if not arrays_equal(grads_a[name], grads_b.get(name)))
         return not problems, "; ".join(problems)
 
     def input_grad_skip(self):
@@ -489,7 +344,7 @@ class _LayerContext:
         states = _generator_states(layer)
         out = _forward(layer, x, states)
         grad = self.rng.normal(size=out.shape).astype(self.dtype)
-        with_input = _copy_or_none(layer.backward(grad.copy()))
+        with_input = copy_or_none(layer.backward(grad.copy()))
         grads_with = _copy_grads(layer)
 
         layer.needs_input_grad = False
@@ -501,10 +356,10 @@ class _LayerContext:
             layer.needs_input_grad = True
 
         problems = []
-        if without_input is not None and not _same(without_input, with_input):
+        if without_input is not None and not arrays_equal(without_input, with_input):
             problems.append("returned a different input gradient")
         problems.extend(f"gradient of {name} differs" for name in grads_with
-                        if not _same(grads_with[name], grads_without.get(name)))
+                        if not arrays_equal(grads_with[name], grads_without.get(name)))
         return not problems, "; ".join(problems)
 
     # Parameters, seeds and modes
@@ -648,294 +503,13 @@ def _running_statistics_in_eval(layer, x, rng):
     single = np.concatenate([layer.forward(x[i:i + 1]) for i in range(len(x))])
     layer.train()
 
-    if not np.allclose(single, eval_out, **_CLOSE):
+    if not np.allclose(single, eval_out, **CLOSE_TOLERANCE):
         problems.append("evaluation-mode output of a sample depends on the rest of the batch")
-    if np.allclose(train_out, eval_out, **_CLOSE):
+    if np.allclose(train_out, eval_out, **CLOSE_TOLERANCE):
         problems.append("training and evaluation outputs agree on a shifted input, so "
                         "evaluation mode does not use the running statistics")
     return problems
 
 
-def _copy_or_none(value):
-    return None if value is None else np.array(value, copy=True)
-
-
 def _copy_grads(layer):
     return {name: np.array(value, copy=True) for name, value in layer.grads.items()}
-
-
-def _same(a, b):
-    if a is None or b is None:
-        return a is None and b is None
-    return np.shape(a) == np.shape(b) and np.array_equal(a, b)
-
-
-# Loss checks
-
-
-def sample_outputs(expects, rng, shape):
-    """Return float64 model outputs of ``shape`` of the kind a loss ``expects``.
-
-    "logits" and "any" give normal values with standard deviation 1.5,
-    "probabilities" their softmax and "log_probabilities" their log-softmax.
-    """
-    logits = 1.5 * rng.normal(size=shape)
-    if expects == "probabilities":
-        return F.softmax(logits, axis=-1)
-    if expects == "log_probabilities":
-        return F.log_softmax(logits, axis=-1)
-    return logits
-
-
-def choose_targets(loss, outputs, rng):
-    """Return (targets, description) that ``loss`` accepts for ``outputs`` (N, K).
-
-    A loss class may define a classmethod ``example_targets(rng, outputs)``.
-    Otherwise the kit tries class indices (N,) first and, when the loss rejects
-    them with ValueError or TypeError, probabilities in [0, 1] shaped like the
-    outputs (as binary cross-entropy takes them).
-    """
-    sampler = getattr(type(loss), "example_targets", None)
-    if sampler is not None:
-        return np.asarray(sampler(rng, outputs)), "from example_targets"
-
-    n_samples, n_classes = outputs.shape[0], outputs.shape[-1]
-    indices = rng.integers(0, n_classes, size=n_samples)
-    try:
-        copy.deepcopy(loss).forward(outputs.copy(), indices)
-    except (ValueError, TypeError):
-        return rng.uniform(size=outputs.shape), "probabilities shaped like the outputs"
-    return indices, "class indices"
-
-
-def example_loss(cls, reduction=None):
-    """Build an instance of the loss class ``cls``, with ``reduction`` when given.
-
-    Uses ``cls.example(reduction)`` when the class defines it, else the constructor.
-    """
-    example = getattr(cls, "example", None)
-    if example is not None:
-        return example(reduction)
-    if reduction is None:
-        return cls()
-    return cls(reduction=reduction)
-
-
-def check_loss(loss, input_shape=DEFAULT_LOSS_INPUT_SHAPE, *, targets=None, factory=None, seed=0,
-               tolerance=GRADIENT_TOLERANCE, eps=FINITE_DIFFERENCE_STEP, name=None):
-    """Run every check of the loss contract on ``loss`` and return a CheckReport.
-
-    The outputs of ``input_shape`` (N, K) are of the kind ``loss.expects``. The
-    targets are ``targets`` when given, else as ``choose_targets`` picks them.
-    ``factory(reduction)`` builds instances for the reduction checks (default:
-    ``example_loss`` of the loss's class). The checks:
-
-    - ``gradient``: backward against float64 central differences;
-    - ``shapes_dtypes[float32]``, ``shapes_dtypes[float64]``: a finite loss of the
-      right shape, and a gradient with the outputs' shape and dtype;
-    - ``inputs_unchanged``: forward and backward modify neither the outputs nor the
-      targets, and a second backward returns the same gradient;
-    - ``repeatable``: two forward and backward passes give the same loss and gradient;
-    - for a loss whose constructor takes ``reduction``: ``reductions`` ("none" has
-      one loss per sample, and "sum" and "mean" are their sum and mean) and the
-      gradient checks ``gradient[sum]`` and ``gradient[none]``, the latter with a
-      random upstream gradient per sample.
-    """
-    input_shape = tuple(int(size) for size in input_shape)
-    cls = type(loss)
-    if factory is None:
-        def factory(reduction):
-            return example_loss(cls, reduction)
-
-    rng = np.random.default_rng(seed)
-    outputs = sample_outputs(getattr(loss, "expects", "any"), rng, input_shape)
-    if targets is None:
-        targets, described = choose_targets(loss, outputs, rng)
-    else:
-        targets, described = np.asarray(targets), "given"
-
-    report = CheckReport("loss", name or _display_name(cls))
-    context = _LossContext(loss, outputs, targets, factory, rng, tolerance, eps)
-    report.checks.append(_guarded("gradient", context.gradient, loss))
-    report.checks[-1].detail = report.checks[-1].detail or f"targets: {described}"
-    for dtype in (np.float32, np.float64):
-        report.checks.append(_guarded(f"shapes_dtypes[{np.dtype(dtype).name}]",
-                                      context.shapes_and_dtypes, dtype))
-    report.checks.append(_guarded("inputs_unchanged", context.inputs_unchanged))
-    report.checks.append(_guarded("repeatable", context.repeatable))
-    if "reduction" in inspect.signature(cls).parameters:
-        report.checks.append(_guarded("reductions", context.reductions))
-        for reduction in ("sum", "none"):
-            report.checks.append(_guarded(f"gradient[{reduction}]", context.reduction_gradient,
-                                          reduction))
-    return report
-
-
-class _LossContext:
-    """The outputs, targets and settings that the checks of one ``check_loss`` call share."""
-
-    def __init__(self, loss, outputs, targets, factory, rng, tolerance, eps):
-        self.loss = loss
-        self.outputs = outputs
-        self.targets = targets
-        self.factory = factory
-        self.rng = rng
-        self.tolerance = tolerance
-        self.eps = eps
-
-    def gradient(self, loss, upstream=None):
-        """Compare backward with central differences of L, or of sum(upstream * L) per sample."""
-        outputs = self.outputs.copy()
-        value = loss.forward(outputs, self.targets)
-        if upstream is None and np.ndim(value) != 0:
-            upstream = self.rng.normal(size=np.shape(value))
-        analytic = loss.backward(None if upstream is None else upstream.copy())
-
-        def objective():
-            value = loss.forward(outputs, self.targets)
-            if upstream is None:
-                return float(value)
-            return float(np.sum(upstream * value))
-
-        if np.shape(analytic) != outputs.shape:
-            return False, f"gradient has shape {np.shape(analytic)}, expected {outputs.shape}"
-        error = gradient_error(analytic, numerical_gradient(objective, outputs, self.eps))
-        detail = "" if error <= self.tolerance else "backward disagrees with central differences"
-        return error <= self.tolerance, detail, error, self.tolerance
-
-    def shapes_and_dtypes(self, dtype):
-        dtype = np.dtype(dtype)
-        outputs = self.outputs.astype(dtype)
-        value = self.loss.forward(outputs, self.targets)
-        grad = self.loss.backward()
-        problems = []
-        if np.ndim(value) == 0:
-            if not np.isfinite(float(value)):
-                problems.append(f"loss {value} is not finite")
-        elif np.shape(value) != outputs.shape[:1]:
-            problems.append(f"per-sample loss shape {np.shape(value)}, expected {outputs.shape[:1]}")
-        if not isinstance(grad, np.ndarray):
-            problems.append(f"backward returned {type(grad).__name__}, not an array")
-        elif grad.shape != outputs.shape or grad.dtype != dtype:
-            problems.append(f"gradient {grad.shape} {grad.dtype}, expected {outputs.shape} "
-                            f"{dtype.name}")
-        return not problems, "; ".join(problems)
-
-    def inputs_unchanged(self):
-        outputs = self.outputs.copy()
-        targets = np.array(self.targets, copy=True)
-        self.loss.forward(outputs, targets)
-        first = _copy_or_none(self.loss.backward())
-        second = _copy_or_none(self.loss.backward())
-        problems = []
-        if not np.array_equal(outputs, self.outputs):
-            problems.append("the outputs were modified")
-        if not np.array_equal(targets, self.targets):
-            problems.append("the targets were modified")
-        if not _same(first, second):
-            problems.append("a second backward returned a different gradient")
-        return not problems, "; ".join(problems)
-
-    def repeatable(self):
-        passes = []
-        for _ in range(2):
-            value = np.array(self.loss.forward(self.outputs.copy(), self.targets), copy=True)
-            passes.append((value, _copy_or_none(self.loss.backward())))
-        (value_a, grad_a), (value_b, grad_b) = passes
-        problems = []
-        if not np.array_equal(value_a, value_b):
-            problems.append("losses differ")
-        if not _same(grad_a, grad_b):
-            problems.append("gradients differ")
-        return not problems, "; ".join(problems)
-
-    def reductions(self):
-        values = {reduction: self.factory(reduction).forward(self.outputs.copy(), self.targets)
-                  for reduction in REDUCTIONS}
-        per_sample = np.asarray(values["none"], dtype=np.float64)
-        problems = []
-        if per_sample.shape != self.outputs.shape[:1]:
-            return False, f"reduction 'none' gave shape {per_sample.shape}, expected " \
-                          f"{self.outputs.shape[:1]}"
-        if not np.isclose(float(values["mean"]), per_sample.mean(), **_CLOSE):
-            problems.append(f"'mean' {float(values['mean'])} is not the mean of 'none' "
-                            f"{per_sample.mean()}")
-
-        # "sum" adds per-sample losses, or every element for losses such as MSE whose
-        # per-sample value is a mean over the sample's elements.
-        elements = self.outputs[0].size
-        total = float(values["sum"])
-        if np.isclose(total, per_sample.sum(), **_CLOSE):
-            convention = "'sum' adds the samples"
-        elif np.isclose(total, per_sample.sum() * elements, **_CLOSE):
-            convention = "'sum' adds the elements"
-        else:
-            problems.append(f"'sum' {total} is neither the sum of 'none' {per_sample.sum()} nor "
-                            f"that times the {elements} elements per sample")
-        return (not problems, "; ".join(problems) if problems else convention)
-
-    def reduction_gradient(self, reduction):
-        loss = self.factory(reduction)
-        upstream = self.rng.normal(size=self.outputs.shape[:1]) if reduction == "none" else None
-        return self.gradient(loss, upstream)
-
-
-# The registry
-
-
-def check_registered_layer(name, *, seed=0):
-    """Build the layer registered as ``name`` with ``example_layer`` and check it."""
-    cls = LAYERS.get(name)
-    input_shape = tuple(getattr(cls, "example_input_shape", DEFAULT_LAYER_INPUT_SHAPE))
-
-    def factory(rng, dtype):
-        return example_layer(cls, rng, dtype, input_shape)
-
-    try:
-        layer = factory(np.random.default_rng(seed), np.float64)
-    except Exception as error:  # noqa: BLE001 - reported as a failed check
-        return _unbuildable("layer", name, error)
-    return check_layer(layer, input_shape, factory=factory, seed=seed, name=name)
-
-
-def check_registered_loss(name, *, seed=0):
-    """Build the loss registered as ``name`` with ``example_loss`` and check it."""
-    cls = LOSSES.get(name)
-    input_shape = tuple(getattr(cls, "example_input_shape", DEFAULT_LOSS_INPUT_SHAPE))
-    try:
-        loss = example_loss(cls)
-    except Exception as error:  # noqa: BLE001 - reported as a failed check
-        return _unbuildable("loss", name, error)
-    return check_loss(loss, input_shape, seed=seed, name=name)
-
-
-def _unbuildable(kind, name, error):
-    message = " ".join(str(error).split())
-    return CheckReport(kind, name, [Check("build", False,
-                                          detail=f"{type(error).__name__}: {message}")])
-
-
-def check_registered(names=None, *, seed=0):
-    """Check the registered layers and losses named in ``names`` (default: all of them).
-
-    A name registered both as a layer and as a loss is checked as both. An unknown
-    name raises ValueError listing the registered ones. Returns the reports, layers first.
-    """
-    _import_builtins()
-    if names is None:
-        names = LAYERS.names() + [name for name in LOSSES.names() if name not in LAYERS]
-    unknown = [name for name in names if name not in LAYERS and name not in LOSSES]
-    if unknown:
-        raise ValueError(f"unknown layer or loss {unknown[0]!r}; registered layers: "
-                         f"{', '.join(LAYERS.names())}; registered losses: "
-                         f"{', '.join(LOSSES.names())}")
-
-    reports = [check_registered_layer(name, seed=seed) for name in names if name in LAYERS]
-    reports += [check_registered_loss(name, seed=seed) for name in names if name in LOSSES]
-    return reports
-
-
-def _import_builtins():
-    """Import the modules whose classes register themselves on import."""
-    import minilearn.layers  # noqa: F401
-    import minilearn.losses  # noqa: F401
