@@ -30,7 +30,7 @@ OUTPUT_LAYERS = {"logits": None, "softmax": layers.Softmax, "log_softmax": layer
 
 @dataclass
 class RunResult:
-    """Where a run went and how it ended."""
+    """Outcome of a run: its directory, status, message, test metrics and history."""
 
     path: Path
     status: str
