@@ -1,9 +1,9 @@
 """Run configs: TOML files read, checked against a schema, filled with defaults and written back.
 
 A config is a nested dict of tables. ``SCHEMA`` lists every key with its type,
-default and rule, and ``resolve_config`` turns what a user wrote into a complete
-config or raises ``ConfigError`` with one line that names the file, the key, the
-value, what was expected and how to fix it. The loss section's options come from
+default and rule. ``resolve_config`` turns what a user wrote into a complete
+config. On a problem it raises ``ConfigError`` with one line that names the file,
+the key and the value, what was expected and how to fix it. The loss section's options come from
 the chosen loss class's signature, and the data section's options from the chosen
 dataset, so the schema grows with them.
 """
@@ -73,7 +73,7 @@ ACTIVATIONS = ("relu", "tanh", "sigmoid", "identity")
 MONITORED_METRICS = ("val_loss", "val_accuracy", "train_loss", "train_accuracy")
 # The loss.weight value that computes class weights from the training labels.
 BALANCED = "balanced"
-# What each model.output value makes the model emit, in the losses' terms.
+# The kind of output of each model.output value, in the terms of a loss's ``expects``.
 OUTPUT_KINDS = {"logits": "logits", "softmax": "probabilities", "log_softmax": "log_probabilities"}
 MODEL_OUTPUTS = tuple(OUTPUT_KINDS)
 

@@ -29,7 +29,7 @@ What differs:
   lambda * theta to the gradient of the mean loss, biases included. It is not
   scikit-learn's ``alpha``, which is divided by the batch size: alpha =
   lambda * batch size.
-- ``loss_curve_`` holds the mean cross-entropy alone, without the penalty.
+- ``loss_curve_`` contains the mean cross-entropy alone, without the penalty.
 - ``random_state`` is None, an integer seed or a ``numpy.random.Generator``.
   A legacy ``numpy.random.RandomState`` is rejected.
 - ``class_weight`` ("balanced" or a dict) weighs the cross-entropy as

@@ -131,8 +131,8 @@ class SGD(Optimizer):
                 scratch = self._scratch[name] = param.copy()
             # p -= lr * d, through a preallocated buffer so the step allocates nothing.
             # TODO: with momentum this makes four passes over each weight matrix, the
-            # largest cost beyond the matrix products; a float32 epoch of the benchmark
-            # takes 1.38 times the floor, against a target of 1.3 (experiments/BENCHMARKS.md).
+            # largest cost beyond the matrix products. So a float32 benchmark epoch takes
+            # 1.38 times the floor, against a target of 1.3 (experiments/BENCHMARKS.md).
             np.multiply(direction, self.lr, out=scratch)
             param -= scratch
 

@@ -42,7 +42,7 @@ class History:
     finite: its ``epoch``, ``step`` within the epoch (from 0), ``global_step``
     (optimizer steps since the start, from 0) and ``quantity``.
     With early stopping, ``best_epoch`` is the epoch (from 1) with the best
-    monitored value, whose parameters the model holds at the end when
+    monitored value, whose parameters the model has at the end when
     ``restore_best`` is on, and ``stopped_epoch`` is the epoch after which early
     stopping ended training. Both are None otherwise.
     """
@@ -196,8 +196,8 @@ def fit(model, loss, optimizer, X, y, *, epochs, batch_size, seed, validation=No
     ``optimizer.lr`` before the first epoch and after each epoch, so each record's
     ``lr`` is the rate of every update in that epoch. ``early_stopping`` is an
     optional ``minilearn.early_stopping.EarlyStopping``, checked after each epoch.
-    When it stops training, the status stays ``"completed"``, the message says
-    why, and ``History.stopped_epoch`` is set. Whatever the status, the model ends
+    When it stops training, the status stays ``"completed"``, the message gives
+    the reason, and ``History.stopped_epoch`` is set. Whatever the status, the model ends
     with the parameters of ``History.best_epoch`` when it restores them.
     """
     _check_positive_int("epochs", epochs)

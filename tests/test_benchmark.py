@@ -42,7 +42,8 @@ def test_benchmark_data_keeps_dtype():
 
     assert X.dtype == np.float32
     assert X.shape == (100, 5)
-    assert y.min() >= 0 and y.max() < 10
+    assert y.min() >= 0
+    assert y.max() < 10
     assert time_floor(Workload(samples=100, features=5, hidden=4, repeats=1), X, y) > 0
 
 

@@ -78,7 +78,7 @@ def test_run_float32_keeps_dtype_in_saved_model(tmp_path):
         assert {arrays[name].dtype for name in arrays.files} == {np.dtype(np.float32)}
 
 
-def test_runs_path_taken_by_file_is_one_line_error(tmp_path, monkeypatch, capsys):
+def test_runs_path_is_file_error(tmp_path, monkeypatch, capsys):
     (tmp_path / "runs").write_text("not a directory")
     monkeypatch.chdir(tmp_path)
 
