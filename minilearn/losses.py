@@ -155,9 +155,11 @@ def _reduce(losses, reduction, denominator):
     """
     if reduction == "none":
         return losses
-    total = np.sum(losses, dtype=np.float64)
+    total = np.add.reduce(losses, axis=None, dtype=np.float64)
     if reduction == "sum":
         return float(total)
+    if denominator:
+        return float(total) / float(denominator)
     with np.errstate(invalid="ignore", divide="ignore"):
         return float(total / np.float64(denominator))
 
@@ -319,6 +321,11 @@ class CrossEntropy(Loss):
 
     def forward(self, logits, targets):
         """Return the cross-entropy of logits (N, K) against targets (N,) or (N, K)."""
+        if self._takes_plain_path(logits, targets):
+            loss = self._forward_plain_rows(logits, targets)
+            if loss is not None:
+                return loss
+
         logits = _as_class_outputs(logits, "logits")
         targets = np.asarray(targets)
         _check_batch_size(logits, targets, "logits")
@@ -374,6 +381,53 @@ class CrossEntropy(Loss):
         if eps == 0:
             return targets
         return (1 - eps) * targets + eps / n_classes
+
+    def _takes_plain_path(self, logits, targets):
+        """Return whether this is a training batch: float logits (N, K) and valid indices (N,).
+
+        That is the case of every training step, so it is recognized with a few cheap
+        checks. Anything else, including targets outside [0, K), takes the general
+        path, which validates fully and raises the usual errors.
+        """
+        if self.weight is not None or self.ignore_index is not None or self.label_smoothing:
+            return False
+        if type(logits) is not np.ndarray or type(targets) is not np.ndarray:
+            return False
+        if logits.ndim != 2 or targets.ndim != 1 or logits.dtype.char not in "fd":
+            return False
+        n_samples, n_classes = logits.shape
+        if n_samples == 0 or n_classes == 0 or len(targets) != n_samples:
+            return False
+        return targets.dtype.kind in "iu" and targets.min() >= 0 and targets.max() < n_classes
+
+    def _forward_plain_rows(self, logits, targets):
+        """Compute the loss of a training batch with as few numpy calls as possible.
+
+        The values are those of ``softmax_and_log_softmax`` followed by
+        ``_forward_plain``, bit for bit, but only the log-probabilities of the
+        targets are formed, not the whole (N, K) matrix. Returns None when a row
+        has no finite maximum, whose NaN handling the general path does.
+        """
+        rows = np.arange(len(logits))
+        argmax = logits.argmax(axis=1)
+        row_max = logits[rows, argmax]
+        if not np.isfinite(np.add.reduce(row_max, dtype=np.float64)):
+            return None
+
+        # As in functional._log_sum_exp_parts: shifted = z - m, and rest is the sum of
+        # exp(shifted) over every entry but the argmax, whose exp(0) = 1 log1p adds back.
+        shifted = logits - row_max[:, None]
+        exps = np.exp(shifted)
+        exps[rows, argmax] = 0
+        rest = np.add.reduce(exps, axis=1)
+
+        # log p[n, y_n] = shifted[n, y_n] - log1p(rest_n), and p = exp(shifted) / (1 + rest).
+        target_log_probs = shifted[rows, targets] - np.log1p(rest)
+        exps[rows, argmax] = 1
+        probs = np.divide(exps, (1 + rest)[:, None], out=exps)
+
+        self._cache = ("plain", probs, targets, np.expm1(target_log_probs))
+        return _reduce(-target_log_probs, self.reduction, len(targets))
 
     def _forward_plain(self, log_probs, probs, targets):
         """Compute the unweighted loss -log p[n, y_n] for class indices, the path training takes.

@@ -994,3 +994,49 @@ def test_weight_length_must_match_classes():
 def test_ignore_index_must_be_integer():
     with pytest.raises(TypeError, match="ignore_index must be an integer"):
         CrossEntropy(ignore_index=1.5)
+
+
+def general_path_loss(logits, targets, reduction):
+    """Return (loss, gradient) from the general path, which a list of targets always takes."""
+    loss = CrossEntropy(reduction=reduction)
+    value = loss.forward(logits, [int(t) for t in targets])
+    return value, loss.backward(np.ones(len(targets)) if reduction == "none" else None)
+
+
+def training_batches():
+    """Yield (name, logits, targets) batches for comparing the two CrossEntropy paths."""
+    rng = np.random.default_rng(3)
+    for dtype in (np.float32, np.float64):
+        for scale in (1.0, 40.0, 1e30):
+            logits = (rng.standard_normal((64, 7)) * scale).astype(dtype)
+            yield f"{dtype.__name__}-scale-{scale:g}", logits, rng.integers(0, 7, 64)
+        logits = rng.standard_normal((5, 3)).astype(dtype)
+        logits[1, 2] = -np.inf
+        yield f"{dtype.__name__}-minus-inf", logits, np.array([0, 1, 2, 0, 1], dtype=np.int32)
+        logits = rng.standard_normal((4, 3)).astype(dtype)
+        logits[2, 0] = np.inf
+        logits[3, 1] = np.nan
+        yield f"{dtype.__name__}-nan-rows", logits, np.array([0, 1, 2, 2], dtype=np.uint8)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("name, logits, targets", list(training_batches()),
+                         ids=[batch[0] for batch in training_batches()])
+def test_training_path_equals_general_path(name, logits, targets, reduction):
+    loss = CrossEntropy(reduction=reduction)
+    assert loss._takes_plain_path(logits, targets)
+
+    value = loss.forward(logits, targets)
+    gradient = loss.backward(np.ones(len(targets)) if reduction == "none" else None)
+    expected_value, expected_gradient = general_path_loss(logits, targets, reduction)
+
+    np.testing.assert_array_equal(value, expected_value)
+    np.testing.assert_array_equal(gradient, expected_gradient)
+    assert gradient.dtype == logits.dtype
+
+
+def test_training_path_rejects_out_of_range_target():
+    logits = np.zeros((3, 4), dtype=np.float32)
+
+    with pytest.raises(ValueError, match=r"targets\[1\] = 4 is outside the valid class range"):
+        CrossEntropy().forward(logits, np.array([0, 4, 1]))
