@@ -160,3 +160,27 @@ def test_train_and_eval_modes():
     assert layer.training is True
     assert layer.eval().training is False
     assert layer.train().training is True
+
+
+def test_relu_across_batch_sizes_and_dtypes():
+    # ReLU keeps an array of zeros between calls, and each call must still get its own shape.
+    layer = layers.ReLU()
+    batches = [np.array([[-1.0, 2.0], [3.0, -4.0]]),
+               np.array([[5.0, -6.0]]),
+               np.array([[-7.0, 8.0], [9.0, -1.0], [0.5, 0.0]], dtype=np.float32),
+               np.array([[1.0, -2.0, 3.0]])]
+
+    for x in batches:
+        out = layer.forward(x)
+
+        np.testing.assert_array_equal(out, np.where(x > 0, x, 0))
+        assert out.dtype == x.dtype
+        assert out.shape == x.shape
+
+
+def test_relu_non_finite_inputs():
+    layer = layers.ReLU()
+
+    out = layer.forward(np.array([[-np.inf, np.inf, np.nan, -0.0]]))
+
+    np.testing.assert_array_equal(out, [[0.0, np.inf, np.nan, 0.0]])
