@@ -8,6 +8,7 @@ way every completed epoch is kept in the returned ``History``.
 
 import contextlib
 import logging
+import math
 import signal
 import sys
 import threading
@@ -217,6 +218,7 @@ def fit(model, loss, optimizer, X, y, *, epochs, batch_size, seed, validation=No
         early_stopping.start(has_validation=validation is not None)
 
     rng = np.random.default_rng(seed)
+    batches = _BatchGatherer(X, batch_size)
     history = History()
     bar = _progress_bar(epochs, progress)
     global_step = 0
@@ -233,8 +235,7 @@ def fit(model, loss, optimizer, X, y, *, epochs, batch_size, seed, validation=No
 
             for step, start in enumerate(range(0, len(X), batch_size)):
                 rows = order[start:start + batch_size]
-                # take gathers rows faster than fancy indexing, X[rows].
-                problem = _train_step(model, loss, optimizer, X.take(rows, axis=0),
+                problem = _train_step(model, loss, optimizer, batches.inputs(rows),
                                       y.take(rows, axis=0), totals,
                                       stop_on_nonfinite=on_nonfinite == "stop")
                 if problem is not None and history.first_nonfinite is None:
@@ -291,6 +292,24 @@ def _finish_early_stopping(early_stopping, model, history):
         history.message += f"; restored the parameters of epoch {early_stopping.best_epoch}"
 
 
+class _BatchGatherer:
+    """The rows of each batch of X (N, D), gathered into one buffer (batch_size, D) that every step reuses.
+
+    The buffer saves allocating a batch-sized array per step. The next batch
+    overwrites it only after the step that used it has ended.
+    """
+
+    def __init__(self, X, batch_size):
+        self.X = X
+        self.buffer = np.empty((min(batch_size, len(X)),) + X.shape[1:], dtype=X.dtype)
+
+    def inputs(self, rows):
+        """Gather the rows of X at the indices ``rows`` into the buffer and return them, (len(rows), D)."""
+        # take gathers rows faster than fancy indexing, X[rows]. With mode="raise", numpy
+        # would write into a temporary array first, and the indices are in range anyway.
+        return self.X.take(rows, axis=0, out=self.buffer[:len(rows)], mode="clip")
+
+
 class _EpochTotals:
     """Running sums over one epoch's batches."""
 
@@ -320,7 +339,7 @@ def _train_step(model, loss, optimizer, inputs, targets, totals, *, stop_on_nonf
     grads = model.named_gradients()
 
     problem = None
-    if not np.isfinite(batch_loss):
+    if not math.isfinite(batch_loss):
         problem = "loss"
     else:
         for name, grad in grads.items():
@@ -348,7 +367,7 @@ def _is_finite(array):
     in a fraction of the time of np.isfinite(array).all(), with no temporary array.
     """
     flat = array.reshape(-1)
-    return bool(np.isfinite(np.dot(flat, flat)))
+    return math.isfinite(np.dot(flat, flat))
 
 
 def _add_correct(count, outputs, targets):
