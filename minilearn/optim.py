@@ -5,6 +5,7 @@ import numbers
 
 import numpy as np
 
+from minilearn.blas import Axpby, blas_available
 from minilearn.registry import OPTIMIZERS
 
 
@@ -121,20 +122,37 @@ class SGD(Optimizer):
                              "or turn nesterov off")
         self.nesterov = nesterov
         self._scratch = {}
+        self._updates = {}
 
     def update(self, params, grads):
-        """Apply one update to every parameter in place."""
+        """Apply one update to every parameter in place.
+
+        Both in-place updates, of the momentum buffer and of the parameter, are
+        ``minilearn.blas.Axpby`` calls: one pass over memory each where numpy's
+        OpenBLAS is available, instead of two numpy passes and a scratch array.
+        """
         for name, param in params.items():
             direction = self._direction(name, param, grads[name])
-            scratch = self._scratch.get(name)
-            if scratch is None:
-                scratch = self._scratch[name] = param.copy()
-            # p -= lr * d, through a preallocated buffer so the step allocates nothing.
-            # TODO: with momentum this makes four passes over each weight matrix, the
-            # largest cost beyond the matrix products. So a float32 benchmark epoch takes
-            # 1.38 times the floor, against a target of 1.3 (experiments/BENCHMARKS.md).
-            np.multiply(direction, self.lr, out=scratch)
-            param -= scratch
+            # p = p - lr * d
+            self._bound_update(name, "param", direction, param)(
+                -self.lr, 1.0, scratch=self._scratch_for(name, param))
+
+    def _bound_update(self, name, role, x, y):
+        """Return the ``Axpby`` of x into y kept under (name, role), built again when x or y changed."""
+        key = (name, role)
+        update = self._updates.get(key)
+        if update is None or not update.binds(x, y):
+            update = self._updates[key] = Axpby(x, y)
+        return update
+
+    def _scratch_for(self, name, param):
+        """Return a preallocated array like ``param`` for the numpy path, or None when BLAS is used."""
+        if blas_available():
+            return None
+        scratch = self._scratch.get(name)
+        if scratch is None:
+            scratch = self._scratch[name] = np.empty_like(param)
+        return scratch
 
     def _direction(self, name, param, grad):
         if self.weight_decay:
@@ -146,8 +164,8 @@ class SGD(Optimizer):
         if buffer is None:
             buffer = self.state[name] = grad.copy()
         else:
-            buffer *= self.momentum
-            buffer += grad
+            # b = mu * b + g
+            self._bound_update(name, "momentum", grad, buffer)(1.0, self.momentum)
 
         if self.nesterov:
             return grad + self.momentum * buffer
@@ -156,6 +174,7 @@ class SGD(Optimizer):
     def reset(self):
         super().reset()
         self._scratch.clear()
+        self._updates.clear()
 
 
 def _check_betas(betas):

@@ -330,6 +330,19 @@ def test_pickle_round_trip():
     np.testing.assert_array_equal(restored.predict_proba(X), estimator.predict_proba(X))
 
 
+def test_pickle_sgd_then_partial_fit():
+    # The SGD optimizer kept for partial_fit keeps BLAS bindings, which pickle must skip.
+    X, y = iris(string_labels=True)
+    estimator = quiet(MLPClassifier((8,), solver="sgd", max_iter=5, random_state=0).fit, X, y)
+    estimator.partial_fit(X, y)
+
+    restored = pickle.loads(pickle.dumps(estimator))
+    estimator.partial_fit(X, y)
+    restored.partial_fit(X, y)
+
+    np.testing.assert_array_equal(restored.predict_proba(X), estimator.predict_proba(X))
+
+
 @pytest.mark.parametrize("params, error, match", [
     ({"solver": "lbfgs"}, ValueError, "solver must be one of 'sgd', 'adam', 'adamw'"),
     ({"learning_rate_init": 0}, ValueError, "learning_rate_init must be > 0.0, got 0"),
