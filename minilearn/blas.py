@@ -2,9 +2,10 @@
 
 numpy has no fused multiply-add for arrays, so it computes y = alpha * x + beta * y
 in two or three passes over memory, one of them into a scratch array. OpenBLAS,
-which numpy's wheels bundle, exports ``cblas_saxpby`` and ``cblas_daxpby``, which
-take one pass. An optimizer step is mostly such updates over every weight matrix,
-and they are the largest cost of a training step beyond the matrix products.
+which numpy's wheels bundle, does it in one pass: ``cblas_?axpby`` in general and
+``cblas_?axpy`` for beta = 1. An optimizer step is mostly such updates over every
+weight matrix, and they are the largest cost of a training step beyond the matrix
+products.
 
 ``Axpby`` calls those routines in numpy's own copy of OpenBLAS. It looks for that
 copy next to the numpy package, where the wheels put it, so it loads no second
@@ -13,10 +14,10 @@ against MKL or Accelerate, or when the environment variable
 ``MINILEARN_BLAS_UPDATES`` is ``0``, ``Axpby`` computes the same update with numpy
 ufuncs.
 
-The two paths agree to rounding. With OpenBLAS's Haswell kernels they agree bit for
-bit, which ``tests/test_blas.py`` checks on the machine that runs it. Other kernels
-can round differently: with OpenBLAS 0.3.31's SkylakeX kernels the last bit of
-some entries differs from the numpy path.
+The two paths agree to rounding. For beta other than 1, OpenBLAS 0.3.31's Haswell
+kernels give numpy's result bit for bit, which ``tests/test_blas.py`` checks where
+those kernels run. Its axpy, used for beta = 1, and its SkylakeX kernels give
+results that differ from numpy's in the last bit of some entries.
 """
 
 import ctypes
@@ -44,7 +45,7 @@ def _candidate_libraries():
 
 
 def _bind(library, prefix, suffix):
-    """Return {dtype: axpby function} from ``library`` with the given symbol affixes, or None."""
+    """Return {dtype: (axpby, axpy)} from ``library`` with the given symbol affixes, or None."""
     get_config = getattr(library, f"{prefix}openblas_get_config{suffix}", None)
     if get_config is None:
         return None
@@ -57,14 +58,16 @@ def _bind(library, prefix, suffix):
     functions = {}
     for letter, dtype, scalar in (("s", np.float32, ctypes.c_float),
                                   ("d", np.float64, ctypes.c_double)):
-        function = getattr(library, f"{prefix}cblas_{letter}axpby{suffix}", None)
-        if function is None:
+        axpby = getattr(library, f"{prefix}cblas_{letter}axpby{suffix}", None)
+        axpy = getattr(library, f"{prefix}cblas_{letter}axpy{suffix}", None)
+        if axpby is None or axpy is None:
             return None
-        # cblas_?axpby(n, alpha, x, incx, beta, y, incy)
-        function.argtypes = [integer, scalar, ctypes.c_void_p, integer, scalar,
-                             ctypes.c_void_p, integer]
-        function.restype = None
-        functions[np.dtype(dtype)] = function
+        # cblas_?axpby(n, alpha, x, incx, beta, y, incy) and cblas_?axpy(n, alpha, x, incx, y, incy)
+        axpby.argtypes = [integer, scalar, ctypes.c_void_p, integer, scalar, ctypes.c_void_p,
+                          integer]
+        axpy.argtypes = [integer, scalar, ctypes.c_void_p, integer, ctypes.c_void_p, integer]
+        axpby.restype = axpy.restype = None
+        functions[np.dtype(dtype)] = (axpby, axpy)
     return functions
 
 
@@ -74,11 +77,16 @@ def _agrees_with_numpy(functions):
     Every term is positive, so no sum cancels, and a kernel that rounds once
     instead of twice stays within a few ulp of numpy.
     """
-    for dtype, function in functions.items():
+    for dtype, (axpby, axpy) in functions.items():
         x = np.linspace(1.0, 2.0, 37).astype(dtype)
         y = np.linspace(3.0, 4.0, 37).astype(dtype)
         expected = x * dtype.type(0.25) + y * dtype.type(0.75)
-        function(len(y), 0.25, x.ctypes.data, 1, 0.75, y.ctypes.data, 1)
+        axpby(len(y), 0.25, x.ctypes.data, 1, 0.75, y.ctypes.data, 1)
+        if not np.allclose(y, expected, rtol=4 * np.finfo(dtype).eps, atol=0):
+            return False
+
+        expected = y + x * dtype.type(0.5)
+        axpy(len(y), 0.5, x.ctypes.data, 1, y.ctypes.data, 1)
         if not np.allclose(y, expected, rtol=4 * np.finfo(dtype).eps, atol=0):
             return False
     return True
@@ -86,7 +94,7 @@ def _agrees_with_numpy(functions):
 
 @functools.lru_cache(maxsize=None)
 def _routines():
-    """Return {dtype: axpby function} from numpy's OpenBLAS, or an empty dict to use numpy."""
+    """Return {dtype: (axpby, axpy)} from numpy's OpenBLAS, or an empty dict to use numpy."""
     if os.environ.get(DISABLE_VARIABLE, "1").strip() == "0":
         return {}
     libraries = _candidate_libraries()
@@ -102,7 +110,8 @@ def _routines():
         for suffix in ("64_", ""):
             functions = _bind(library, prefix, suffix)
             if functions is not None and _agrees_with_numpy(functions):
-                logger.debug("BLAS updates use %s from %s", f"{prefix}cblas_?axpby{suffix}",
+                logger.debug("BLAS updates use %s from %s",
+                             f"{prefix}cblas_?axpby{suffix} and {prefix}cblas_?axpy{suffix}",
                              libraries[0])
                 return functions
     return {}
@@ -125,12 +134,13 @@ class Axpby:
     def __init__(self, x, y):
         self.x = x
         self.y = y
-        self._function = _routines().get(y.dtype)
-        if not (self._function is not None and x.dtype == y.dtype and x.shape == y.shape
+        self._axpby = self._axpy = None
+        routines = _routines().get(y.dtype)
+        if not (routines is not None and x.dtype == y.dtype and x.shape == y.shape
                 and x.flags.c_contiguous and y.flags.c_contiguous and y.flags.writeable
                 and 0 < y.size <= _MAX_INT32):
-            self._function = None
             return
+        self._axpby, self._axpy = routines
         # The arrays are referenced above, so their memory stays where it is.
         self._x_address = x.ctypes.data
         self._y_address = y.ctypes.data
@@ -150,14 +160,18 @@ class Axpby:
     def __call__(self, alpha, beta, scratch=None):
         """Set y = alpha * x + beta * y and return y.
 
-        ``alpha`` and ``beta`` are Python floats, rounded to the arrays' dtype. The
-        numpy path computes y *= beta, then y += alpha * x, the product going into
-        ``scratch`` (an array like y) when one is given. A zero alpha or beta also
-        takes it, because BLAS skips the matching operand, so a NaN there would not
-        propagate.
+        ``alpha`` and ``beta`` are Python floats, rounded to the arrays' dtype. With
+        beta = 1, BLAS's axpy computes y + alpha * x, which OpenBLAS 0.3.31 splits
+        over its threads for long vectors, where axpby runs on one. The numpy path
+        computes y *= beta, then y += alpha * x, the product going into ``scratch``
+        (an array like y) when one is given. A zero alpha or beta also takes it,
+        because BLAS skips the matching operand, so a NaN there would not propagate.
         """
-        if self._function is not None and alpha and beta:
-            self._function(self.y.size, alpha, self._x_address, 1, beta, self._y_address, 1)
+        if self._axpby is not None and alpha and beta:
+            if beta == 1:
+                self._axpy(self.y.size, alpha, self._x_address, 1, self._y_address, 1)
+            else:
+                self._axpby(self.y.size, alpha, self._x_address, 1, beta, self._y_address, 1)
             return self.y
 
         x, y = self.x, self.y

@@ -122,28 +122,31 @@ class SGD(Optimizer):
                              "or turn nesterov off")
         self.nesterov = nesterov
         self._scratch = {}
-        self._updates = {}
+        self._plain_steps = {}
 
     def update(self, params, grads):
         """Apply one update to every parameter in place.
 
-        Both in-place updates, of the momentum buffer and of the parameter, are
+        The in-place updates of the momentum buffer and of the parameter are
         ``minilearn.blas.Axpby`` calls: one pass over memory each where numpy's
         OpenBLAS is available, instead of two numpy passes and a scratch array.
+        Without Nesterov momentum and weight decay, each parameter keeps a
+        ``_PlainStep`` with those calls prepared, used while the parameter, its
+        gradient array and its buffer stay the same arrays.
         """
+        plain = not self.nesterov and not self.weight_decay
         for name, param in params.items():
-            direction = self._direction(name, param, grads[name])
-            # p = p - lr * d
-            self._bound_update(name, "param", direction, param)(
-                -self.lr, 1.0, scratch=self._scratch_for(name, param))
+            grad = grads[name]
+            step = self._plain_steps.get(name) if plain else None
+            if step is not None and step.applies_to(param, grad, self.state.get(name)):
+                step(self.lr, self.momentum)
+                continue
 
-    def _bound_update(self, name, role, x, y):
-        """Return the ``Axpby`` of x into y kept under (name, role), built again when x or y changed."""
-        key = (name, role)
-        update = self._updates.get(key)
-        if update is None or not update.binds(x, y):
-            update = self._updates[key] = Axpby(x, y)
-        return update
+            direction = self._direction(name, param, grad)
+            # p = p - lr * d
+            Axpby(direction, param)(-self.lr, 1.0, scratch=self._scratch_for(name, param))
+            if plain:
+                self._plain_steps[name] = _PlainStep(param, grad, self.state.get(name))
 
     def _scratch_for(self, name, param):
         """Return a preallocated array like ``param`` for the numpy path, or None when BLAS is used."""
@@ -165,7 +168,7 @@ class SGD(Optimizer):
             buffer = self.state[name] = grad.copy()
         else:
             # b = mu * b + g
-            self._bound_update(name, "momentum", grad, buffer)(1.0, self.momentum)
+            Axpby(grad, buffer)(1.0, self.momentum)
 
         if self.nesterov:
             return grad + self.momentum * buffer
@@ -174,7 +177,36 @@ class SGD(Optimizer):
     def reset(self):
         super().reset()
         self._scratch.clear()
-        self._updates.clear()
+        self._plain_steps.clear()
+
+
+class _PlainStep:
+    """One parameter's SGD step without Nesterov momentum or weight decay, prepared once.
+
+    With a momentum buffer b it computes b = mu * b + g, then p = p - lr * b, and
+    without one p = p - lr * g. It keeps the arrays it was built for, and
+    ``applies_to`` tells whether a later step hands over the same ones.
+    """
+
+    def __init__(self, param, grad, buffer):
+        self.param = param
+        self.grad = grad
+        self.buffer = buffer
+        direction = grad if buffer is None else buffer
+        self.accumulate = None if buffer is None else Axpby(grad, buffer)
+        self.apply = Axpby(direction, param)
+        self.scratch = None if blas_available() else np.empty_like(param)
+
+    def applies_to(self, param, grad, buffer):
+        """Return whether this step was built for exactly these arrays."""
+        return self.param is param and self.grad is grad and self.buffer is buffer
+
+    def __call__(self, lr, momentum):
+        if self.accumulate is not None:
+            # b = mu * b + g
+            self.accumulate(1.0, momentum)
+        # p = p - lr * d
+        self.apply(-lr, 1.0, scratch=self.scratch)
 
 
 def _check_betas(betas):
