@@ -219,6 +219,8 @@ def fit(model, loss, optimizer, X, y, *, epochs, batch_size, seed, validation=No
 
     rng = np.random.default_rng(seed)
     batches = _BatchGatherer(X, batch_size)
+    target_classes = _target_classes(y)
+    predictions = None if target_classes is None else np.empty(len(X), dtype=np.intp)
     history = History()
     bar = _progress_bar(epochs, progress)
     global_step = 0
@@ -235,8 +237,10 @@ def fit(model, loss, optimizer, X, y, *, epochs, batch_size, seed, validation=No
 
             for step, start in enumerate(range(0, len(X), batch_size)):
                 rows = order[start:start + batch_size]
+                stop = start + len(rows)
+                batch_predictions = None if predictions is None else predictions[start:stop]
                 problem = _train_step(model, loss, optimizer, batches.inputs(rows),
-                                      y.take(rows, axis=0), totals,
+                                      y.take(rows, axis=0), totals, batch_predictions,
                                       stop_on_nonfinite=on_nonfinite == "stop")
                 if problem is not None and history.first_nonfinite is None:
                     history.first_nonfinite = {"epoch": epoch, "step": step,
@@ -258,6 +262,8 @@ def fit(model, loss, optimizer, X, y, *, epochs, batch_size, seed, validation=No
             if history.status != "completed":
                 break
 
+            if predictions is not None:
+                totals.correct = int(np.count_nonzero(predictions == target_classes.take(order)))
             record = totals.record(epoch, len(X), lr)
             if validation is not None:
                 record["val_loss"], record["val_accuracy"] = evaluate(model, loss, X_val, y_val)
@@ -311,11 +317,11 @@ class _BatchGatherer:
 
 
 class _EpochTotals:
-    """Running sums over one epoch's batches."""
+    """Running sums over one epoch's batches, and the count of correct predictions at its end."""
 
     def __init__(self):
         self.loss = 0.0
-        self.correct = 0
+        self.correct = None
         self.nonfinite_steps = 0
 
     def record(self, epoch, n_samples, lr):
@@ -330,8 +336,13 @@ class _EpochTotals:
         }
 
 
-def _train_step(model, loss, optimizer, inputs, targets, totals, *, stop_on_nonfinite):
-    """Run forward, backward and one update on a batch; returns what was non-finite, or None."""
+def _train_step(model, loss, optimizer, inputs, targets, totals, predictions, *,
+                stop_on_nonfinite):
+    """Run forward, backward and one update on a batch, and return what was non-finite, or None.
+
+    ``predictions`` is None or an array (batch,) that receives the predicted classes,
+    taken from the outputs before the update.
+    """
     outputs = model.forward(inputs)
     batch_loss = float(loss.forward(outputs, targets))
     grad_outputs = loss.backward()
@@ -354,8 +365,22 @@ def _train_step(model, loss, optimizer, inputs, targets, totals, *, stop_on_nonf
 
     optimizer.step(model.named_parameters(), grads)
     totals.loss += batch_loss * len(targets)
-    totals.correct = _add_correct(totals.correct, outputs, targets)
+    if predictions is not None:
+        np.argmax(outputs, axis=1, out=predictions)
     return problem
+
+
+def _target_classes(y):
+    """Return the class of each target (N,), or None where accuracy is undefined.
+
+    Class indices are their own classes, and targets (N, K) with K > 1 are compared
+    by their argmax. Single-column targets have no accuracy.
+    """
+    if y.ndim == 1:
+        return y
+    if y.shape[1] < 2:
+        return None
+    return np.argmax(y, axis=1)
 
 
 def _is_finite(array):
@@ -366,8 +391,7 @@ def _is_finite(array):
     gradient that large counts as a divergence too. BLAS computes the dot product
     in a fraction of the time of np.isfinite(array).all(), with no temporary array.
     """
-    flat = array.reshape(-1)
-    return math.isfinite(np.dot(flat, flat))
+    return math.isfinite(np.vdot(array, array))
 
 
 def _add_correct(count, outputs, targets):
