@@ -18,6 +18,7 @@ a float32 gradient. Outputs of other numeric dtypes are computed in float64.
 """
 
 import inspect
+import math
 import numbers
 
 import numpy as np
@@ -408,10 +409,10 @@ class CrossEntropy(Loss):
         targets are formed, not the whole (N, K) matrix. Returns None when a row
         has no finite maximum, whose NaN handling the general path does.
         """
-        rows = np.arange(len(logits))
+        rows = self._row_indices(len(logits))
         argmax = logits.argmax(axis=1)
         row_max = logits[rows, argmax]
-        if not np.isfinite(np.add.reduce(row_max, dtype=np.float64)):
+        if not math.isfinite(np.add.reduce(row_max, dtype=np.float64)):
             return None
 
         # As in functional._log_sum_exp_parts: shifted = z - m, and rest is the sum of
@@ -424,10 +425,22 @@ class CrossEntropy(Loss):
         # log p[n, y_n] = shifted[n, y_n] - log1p(rest_n), and p = exp(shifted) / (1 + rest).
         target_log_probs = shifted[rows, targets] - np.log1p(rest)
         exps[rows, argmax] = 1
-        probs = np.divide(exps, (1 + rest)[:, None], out=exps)
+        rest += 1
+        probs = np.divide(exps, rest[:, None], out=exps)
 
         self._cache = ("plain", probs, targets, np.expm1(target_log_probs))
-        return _reduce(-target_log_probs, self.reduction, len(targets))
+        if self.reduction == "none":
+            return -target_log_probs
+        # The float64 sum of -log p equals minus the sum of log p exactly, as _reduce forms it.
+        total = -float(np.add.reduce(target_log_probs, dtype=np.float64))
+        return total if self.reduction == "sum" else total / len(targets)
+
+    def _row_indices(self, n_samples):
+        """Return np.arange(n_samples), kept between calls for the usual batch sizes."""
+        rows = getattr(self, "_rows", None)
+        if rows is None or len(rows) < n_samples:
+            rows = self._rows = np.arange(n_samples)
+        return rows[:n_samples]
 
     def _forward_plain(self, log_probs, probs, targets):
         """Compute the unweighted loss -log p[n, y_n] for class indices, the path training takes.
