@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from minilearn.blas import blas_available
 from minilearn.layers import Linear, ReLU
 from minilearn.losses import CrossEntropy
 from minilearn.model import Sequential
@@ -125,6 +126,80 @@ def measure_minilearn_peak(workload, X, y):
         return tracemalloc.get_traced_memory()[1] - baseline
     finally:
         tracemalloc.stop()
+
+
+STEP_PARTS = ("batch gather", "forward, first Linear", "forward, ReLU", "forward, second Linear",
+              "cross-entropy forward", "cross-entropy backward", "backward, second Linear",
+              "backward, ReLU", "backward, first Linear", "finiteness checks", "SGD update",
+              "predictions for accuracy")
+
+
+def time_step_parts(workload, X, y):
+    """Return {part: seconds} for one minilearn epoch whose steps are timed part by part.
+
+    Each step makes the calls that ``fit`` makes, in its order, with
+    ``time.perf_counter`` read between them. The readings add about a microsecond
+    per part and step, so the parts sum to a little more than a ``fit`` epoch. The
+    epoch with the smallest total out of ``workload.repeats`` is returned.
+    """
+    from minilearn.training import _BatchGatherer, _is_finite
+
+    model = build_minilearn_model(workload, X.dtype)
+    first, relu, second = model.layers
+    loss = CrossEntropy()
+    optimizer = SGD(lr=workload.lr, momentum=workload.momentum)
+    batches = _BatchGatherer(X, workload.batch_size)
+    predictions = np.empty(len(X), dtype=np.intp)
+    rng = np.random.default_rng(workload.seed)
+
+    best = None
+    for _ in range(workload.repeats):
+        seconds = dict.fromkeys(STEP_PARTS, 0.0)
+        order = rng.permutation(len(X))
+        for start in range(0, len(X), workload.batch_size):
+            rows = order[start:start + workload.batch_size]
+            times = [time.perf_counter()]
+            inputs, targets = batches.inputs(rows), y.take(rows, axis=0)
+            times.append(time.perf_counter())
+            hidden = first.forward(inputs)
+            times.append(time.perf_counter())
+            activations = relu.forward(hidden)
+            times.append(time.perf_counter())
+            outputs = second.forward(activations)
+            times.append(time.perf_counter())
+            loss.forward(outputs, targets)
+            times.append(time.perf_counter())
+            grad = loss.backward()
+            times.append(time.perf_counter())
+            grad = second.backward(grad)
+            times.append(time.perf_counter())
+            grad = relu.backward(grad)
+            times.append(time.perf_counter())
+            first.backward(grad)
+            times.append(time.perf_counter())
+            grads = model.named_gradients()
+            if not all(_is_finite(value) for value in grads.values()):
+                raise FloatingPointError("a gradient became non-finite during the breakdown")
+            times.append(time.perf_counter())
+            optimizer.step(model.named_parameters(), grads)
+            times.append(time.perf_counter())
+            np.argmax(outputs, axis=1, out=predictions[start:start + len(rows)])
+            times.append(time.perf_counter())
+
+            for part, begin, end in zip(STEP_PARTS, times, times[1:]):
+                seconds[part] += end - begin
+        if best is None or sum(seconds.values()) < sum(best.values()):
+            best = seconds
+    return best
+
+
+def format_breakdown(dtype, seconds, floor_seconds):
+    """Return a Markdown table of milliseconds per epoch for each part of a step."""
+    lines = [f"Parts of a {dtype} minilearn epoch (floor {floor_seconds * 1e3:.0f} ms in this "
+             "process):", "", "| part | ms per epoch |", "|---|---|"]
+    lines += [f"| {part} | {value * 1e3:.1f} |" for part, value in seconds.items()]
+    lines.append(f"| total | {sum(seconds.values()) * 1e3:.1f} |")
+    return "\n".join(lines)
 
 
 class SklearnRow:
@@ -254,8 +329,10 @@ def describe_machine():
             blas = ", ".join(libraries)
     except ImportError:
         pass
+    updates = "BLAS axpby" if blas_available() else "numpy ufuncs"
     return (f"{os.cpu_count()} cores, {platform.machine()} {platform.processor() or ''}".strip()
-            + f", Python {platform.python_version()}, numpy {np.__version__} with {blas}")
+            + f", Python {platform.python_version()}, numpy {np.__version__} with {blas}"
+            + f", SGD updates through {updates}")
 
 
 def format_table(results, workload):

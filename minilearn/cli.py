@@ -87,6 +87,8 @@ def build_parser():
     bench.add_argument("--no-torch", action="store_true", help="skip the PyTorch row")
     bench.add_argument("--no-startup", action="store_true",
                        help="skip timing minilearn --help against importing numpy")
+    bench.add_argument("--breakdown", action="store_true",
+                       help="also time each part of minilearn's training step, in ms per epoch")
 
     replay = commands.add_parser(
         "replay", help="rerun a run from its config.toml and compare the results bit for bit",
@@ -255,7 +257,8 @@ def _command_replay(args):
 
 
 def _command_bench(args):
-    from minilearn.benchmark import Workload, describe_machine, format_table, run_benchmark, time_startup
+    from minilearn.benchmark import (Workload, describe_machine, format_breakdown, format_table,
+                                     run_benchmark, time_startup, time_step_parts)
 
     workload = Workload(samples=2000, repeats=1) if args.quick else Workload()
     for name in ("samples", "features", "hidden", "classes", "batch_size", "repeats"):
@@ -271,6 +274,12 @@ def _command_bench(args):
     results = run_benchmark(workload, dtypes, peers)
     print(f"Machine: {describe_machine()}")
     print(format_table(results, workload))
+    if args.breakdown:
+        for result in results:
+            X, y = workload.make_data(result.dtype)
+            parts = time_step_parts(workload, X, y)
+            print()
+            print(format_breakdown(result.dtype, parts, result.seconds["floor"]))
     if not args.no_startup:
         help_seconds, numpy_seconds = time_startup(repeats=2 if args.quick else 5)
         print(f"- minilearn --help: {help_seconds:.3f} s against {numpy_seconds:.3f} s for "

@@ -6,7 +6,15 @@ from pathlib import Path
 
 import numpy as np
 
-from minilearn.benchmark import Workload, format_table, run_benchmark, time_floor
+from minilearn.benchmark import (
+    STEP_PARTS,
+    Workload,
+    format_breakdown,
+    format_table,
+    run_benchmark,
+    time_floor,
+    time_step_parts,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -54,3 +62,29 @@ def test_bench_rejects_bad_sizes():
 
     assert result.returncode == 2
     assert "--samples must be a positive integer, got 0" in result.stderr
+
+
+def test_step_breakdown_times_every_part():
+    workload = Workload(samples=600, features=20, hidden=8, classes=3, batch_size=64, repeats=2)
+    X, y = workload.make_data("float32")
+
+    parts = time_step_parts(workload, X, y)
+
+    assert tuple(parts) == STEP_PARTS
+    assert all(seconds > 0 for seconds in parts.values())
+    table = format_breakdown("float32", parts, 0.01)
+    assert "| SGD update | " in table
+    assert "| total | " in table
+
+
+def test_bench_breakdown_flag_prints_tables():
+    result = subprocess.run(
+        [sys.executable, "-m", "minilearn", "bench", "--quick", "--no-torch", "--no-sklearn",
+         "--no-startup", "--breakdown", "--dtype", "float32"],
+        capture_output=True, text=True, timeout=300,
+        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+
+    assert result.returncode == 0, result.stderr
+    assert "Parts of a float32 minilearn epoch" in result.stdout
+    assert "| batch gather | " in result.stdout
+    assert "SGD updates through " in result.stdout
