@@ -11,8 +11,8 @@ products.
 copy next to the numpy package, where the wheels put it, so it loads no second
 BLAS and starts no second thread pool. Elsewhere, for instance when numpy is built
 against MKL or Accelerate, or when the environment variable
-``MINILEARN_BLAS_UPDATES`` is ``0``, ``Axpby`` computes the same update with numpy
-ufuncs.
+``MINILEARN_BLAS_UPDATES`` is ``0`` (or ``false``, ``no``, ``off``), ``Axpby``
+computes the same update with numpy ufuncs.
 
 The two paths agree to rounding. For beta other than 1, OpenBLAS 0.3.31's Haswell
 kernels give numpy's result bit for bit, which ``tests/test_blas.py`` checks where
@@ -31,6 +31,8 @@ import numpy as np
 logger = logging.getLogger(__name__)
 
 DISABLE_VARIABLE = "MINILEARN_BLAS_UPDATES"
+# Values of the variable that turn the BLAS path off, compared in lower case.
+OFF_VALUES = ("0", "false", "no", "off")
 
 # Longer vectors take the numpy path, because a 32-bit BLAS interface cannot address them.
 _MAX_INT32 = 2**31 - 1
@@ -95,7 +97,7 @@ def _agrees_with_numpy(functions):
 @functools.lru_cache(maxsize=None)
 def _routines():
     """Return {dtype: (axpby, axpy)} from numpy's OpenBLAS, or an empty dict to use numpy."""
-    if os.environ.get(DISABLE_VARIABLE, "1").strip() == "0":
+    if os.environ.get(DISABLE_VARIABLE, "").strip().lower() in OFF_VALUES:
         return {}
     libraries = _candidate_libraries()
     if len(libraries) != 1:

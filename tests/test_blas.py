@@ -125,14 +125,26 @@ def test_binds_same_arrays_only():
     assert not update.binds(x, y.copy())
 
 
-def test_environment_variable_turns_blas_off():
+@pytest.mark.parametrize("value", ["0", "false", " OFF ", "No"])
+def test_environment_variable_turns_blas_off(value):
     code = "from minilearn import blas; print(blas.blas_available())"
-    env = dict(os.environ, MINILEARN_BLAS_UPDATES="0")
+    env = dict(os.environ, MINILEARN_BLAS_UPDATES=value)
 
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                             text=True, check=True)
 
     assert result.stdout.strip() == "False"
+
+
+@needs_blas
+def test_environment_variable_one_keeps_blas():
+    code = "from minilearn import blas; print(blas.blas_available())"
+    env = dict(os.environ, MINILEARN_BLAS_UPDATES="1")
+
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                            text=True, check=True)
+
+    assert result.stdout.strip() == "True"
 
 
 def run_momentum_sgd(steps, dtype, new_gradient_arrays, **options):
