@@ -49,7 +49,9 @@ class Workload:
     batch_size: int = 128
     lr: float = 0.01
     momentum: float = 0.9
-    repeats: int = 3
+    # Five rounds, as timeit.repeat defaults to, so that a burst of load on a shared
+    # machine is less likely to cover every round.
+    repeats: int = 5
     seed: int = 0
 
     def make_data(self, dtype):

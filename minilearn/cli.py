@@ -82,7 +82,7 @@ def build_parser():
     bench.add_argument("--hidden", type=int, help="hidden ReLU units H (default 256)")
     bench.add_argument("--classes", type=int, help="classes K (default 10)")
     bench.add_argument("--batch-size", type=int, help="samples per step (default 128)")
-    bench.add_argument("--repeats", type=int, help="epochs per row; the best is reported (default 3)")
+    bench.add_argument("--repeats", type=int, help="epochs per row; the best is reported (default 5)")
     bench.add_argument("--no-sklearn", action="store_true", help="skip the scikit-learn row")
     bench.add_argument("--no-torch", action="store_true", help="skip the PyTorch row")
     bench.add_argument("--no-startup", action="store_true",
