@@ -116,13 +116,15 @@ def test_noncontiguous_arrays_take_numpy_path():
     np.testing.assert_array_equal(base_y, [1, 1, 5, 1, 9, 1, 13, 1, 17, 1])
 
 
-def test_binds_same_arrays_only():
-    x, y = np.ones(3), np.zeros(3)
-    update = blas.Axpby(x, y)
+def test_overlapping_views_take_numpy_path():
+    base = np.arange(6.0)
+    expected = base[1:5] + 2.0 * base[0:4]
 
-    assert update.binds(x, y)
-    assert not update.binds(x.copy(), y)
-    assert not update.binds(x, y.copy())
+    update = blas.Axpby(base[0:4], base[1:5])
+    update(2.0, 1.0)
+
+    assert update._axpby is None
+    np.testing.assert_array_equal(base[1:5], expected)
 
 
 @pytest.mark.parametrize("value", ["0", "false", " OFF ", "No"])
