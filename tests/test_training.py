@@ -8,7 +8,7 @@ from minilearn import layers
 from minilearn.losses import MSE, CrossEntropy, Loss
 from minilearn.model import Sequential
 from minilearn.optim import SGD
-from minilearn.training import evaluate, fit
+from minilearn.training import _is_finite, evaluate, fit
 
 
 class TableLoss(Loss):
@@ -223,3 +223,20 @@ def test_history_index_and_unknown_metric():
     assert history[-1]["epoch"] == 2
     with pytest.raises(KeyError, match="no metric 'val_acc' in the history"):
         history["val_acc"]
+
+
+@pytest.mark.parametrize("dtype, large", [(np.float32, 2e20), (np.float64, 1e160)])
+def test_finite_check_accepts_large_finite_values(dtype, large):
+    # The squared norm of these arrays overflows, but every entry is finite.
+    values = np.array([[1.0, -large], [large, 0.0]], dtype=dtype)
+
+    assert _is_finite(values)
+
+
+@pytest.mark.parametrize("bad", [np.inf, -np.inf, np.nan])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_finite_check_rejects_non_finite(dtype, bad):
+    values = np.ones((3, 2), dtype=dtype)
+    values[1, 1] = bad
+
+    assert not _is_finite(values)
