@@ -253,6 +253,8 @@ def _command_replay(args):
     print(f"different: {report.differences[0]}")
     if len(report.differences) > 1:
         print(f"({len(report.differences) - 1} more difference(s))")
+    for note in report.environment_notes:
+        print(f"note: {note}")
     return EXIT_DIFFERENT
 
 

@@ -1,7 +1,7 @@
 """Exact replay: rerun a run from its saved config and compare the results bit for bit."""
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +16,9 @@ class ReplayReport:
     original: Path
     replay: Path
     differences: list
+    # Sentences on how the two runs' numeric environments differ, which alone can
+    # change the last bits of every number.
+    environment_notes: list = field(default_factory=list)
 
     @property
     def identical(self):
@@ -43,7 +46,33 @@ def replay_run(run_dir, *, out=None, overwrite=False, progress=False):
     config = load_config(config_path)
     result = run(config, out=out, overwrite=overwrite, runs_parent=run_dir.parent,
                  run_name=f"{run_dir.name}-replay", config_path=config_path, progress=progress)
-    return ReplayReport(run_dir, result.path, compare_run_directories(run_dir, result.path))
+    return ReplayReport(run_dir, result.path, compare_run_directories(run_dir, result.path),
+                        compare_numerics(run_dir, result.path))
+
+
+def compare_numerics(original, replay):
+    """Return one sentence per entry of the manifests' ``numerics`` that differs between runs.
+
+    A run directory without a manifest, or a manifest from before ``numerics`` was
+    recorded, gives no sentences.
+    """
+    before, after = _numerics(Path(original)), _numerics(Path(replay))
+    notes = [f"the original ran with {key} = {before.get(key)!r} and the replay with "
+             f"{after.get(key)!r}"
+             for key in sorted(set(before) & set(after)) if before[key] != after[key]]
+    if before.get("sgd_updates") == "numpy" and after.get("sgd_updates") == "blas":
+        notes.append("set MINILEARN_BLAS_UPDATES=0 to replay with the original's numpy SGD "
+                     "updates")
+    return notes
+
+
+def _numerics(run_dir):
+    try:
+        manifest = json.loads((run_dir / "manifest.json").read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+    numerics = manifest.get("numerics") if isinstance(manifest, dict) else None
+    return numerics if isinstance(numerics, dict) else {}
 
 
 def compare_run_directories(original, replay):

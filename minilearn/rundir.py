@@ -66,6 +66,7 @@ class RunDirectory:
             "config": str(config_path) if config_path is not None else None,
             "message": "",
             "versions": package_versions(),
+            "numerics": numeric_environment(),
             "git_commit": git_commit(),
         }
         self._write_manifest()
@@ -113,6 +114,32 @@ def package_versions():
         "minilearn": __version__,
         "platform": platform.platform(),
     }
+
+
+def numeric_environment():
+    """Return what, besides the versions, decides the last bits of a run's numbers.
+
+    ``sgd_updates`` is ``"blas"`` or ``"numpy"`` (see ``minilearn.blas``), and
+    ``openblas_kernel`` is the kernel family numpy's OpenBLAS runs, such as
+    ``"Haswell"``, or None when threadpoolctl cannot tell.
+    """
+    from minilearn.blas import blas_available
+
+    return {"sgd_updates": "blas" if blas_available() else "numpy",
+            "openblas_kernel": _openblas_kernel()}
+
+
+def _openblas_kernel():
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return None
+    # numpy's library comes from its own package folder; SciPy may load another one.
+    libraries = [info for info in threadpool_info() if info.get("internal_api") == "openblas"]
+    numpy_libraries = [info for info in libraries if "numpy" in info.get("filepath", "")]
+    for info in numpy_libraries or libraries:
+        return info.get("architecture")
+    return None
 
 
 def git_commit():

@@ -1,14 +1,17 @@
 """Exact replay and model storage: identical reruns, detected differences, checked loads."""
 
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
-from minilearn import layers
+from minilearn import blas, layers
 from minilearn.config import load_config
 from minilearn.model import Sequential
-from minilearn.replay import compare_run_directories, replay_run
+from minilearn.replay import compare_numerics, compare_run_directories, replay_run
 from minilearn.runner import run
 from test_cli import CONFIGS, minilearn
 
@@ -143,3 +146,39 @@ def test_save_load_keeps_batch_norm_running_statistics(tmp_path):
         np.testing.assert_array_equal(fresh.layers[1].buffers[name], model.layers[1].buffers[name])
     X = rng.normal(size=(5, 3))
     np.testing.assert_array_equal(fresh.predict_proba(X), model.predict_proba(X))
+
+
+def test_manifest_records_numerics(finished_run):
+    manifest = json.loads((finished_run / "manifest.json").read_text())
+
+    assert manifest["numerics"]["sgd_updates"] in ("blas", "numpy")
+    assert "openblas_kernel" in manifest["numerics"]
+
+
+@pytest.mark.skipif(not blas.blas_available(), reason="numpy's bundled OpenBLAS was not found")
+def test_replay_names_changed_sgd_updates(tmp_path):
+    original = tmp_path / "numpy-updates"
+    result = subprocess.run(
+        [sys.executable, "-m", "minilearn", "run", str(CONFIGS / "mlp_iris.toml"), "--set",
+         "training.epochs=5", "--out", str(original), "--quiet"],
+        capture_output=True, text=True, timeout=120,
+        env=dict(os.environ, MINILEARN_BLAS_UPDATES="0"))
+    assert result.returncode == 0, result.stderr
+
+    report = replay_run(original, out=tmp_path / "replay")
+
+    assert report.environment_notes[0] == ("the original ran with sgd_updates = 'numpy' and the "
+                                           "replay with 'blas'")
+    assert "MINILEARN_BLAS_UPDATES=0" in report.environment_notes[-1]
+
+
+def test_replay_without_numerics_gives_no_notes(finished_run, tmp_path):
+    old = tmp_path / "old"
+    old.mkdir()
+    for path in finished_run.iterdir():
+        (old / path.name).write_bytes(path.read_bytes())
+    manifest = json.loads((old / "manifest.json").read_text())
+    del manifest["numerics"]
+    (old / "manifest.json").write_text(json.dumps(manifest))
+
+    assert compare_numerics(old, finished_run) == []
