@@ -16,6 +16,7 @@ Rows:
 - PyTorch: the same model and optimizer on the CPU, when torch is installed.
 """
 
+import contextlib
 import logging
 import os
 import platform
@@ -55,10 +56,14 @@ class Workload:
     seed: int = 0
 
     def make_data(self, dtype):
-        """Return standard-normal features (N, D) of ``dtype`` and random labels (N,)."""
+        """Return standard-normal features (N, D) of ``dtype`` and shuffled labels (N,).
+
+        The labels are 0, 1, ..., K - 1 repeated and shuffled, so every class occurs
+        when N >= K, which ``fit`` requires.
+        """
         rng = np.random.default_rng(self.seed)
         X = rng.standard_normal((self.samples, self.features), dtype=np.dtype(dtype))
-        y = rng.integers(0, self.classes, size=self.samples)
+        y = rng.permutation(np.arange(self.samples) % self.classes)
         return X, y
 
 
@@ -140,9 +145,11 @@ def time_step_parts(workload, X, y):
     """Return {part: seconds} for one minilearn epoch whose steps are timed part by part.
 
     Each step makes the calls that ``fit`` makes, in its order, with
-    ``time.perf_counter`` read between them. The readings add about a microsecond
-    per part and step, so the parts sum to a little more than a ``fit`` epoch. The
-    epoch with the smallest total out of ``workload.repeats`` is returned.
+    ``time.perf_counter`` read between them. The readings add a fraction of a
+    microsecond per part and step, and the epoch can fall into a quieter or busier
+    moment of the machine than the table's rows, so the total need not match the
+    ``fit`` epoch. The epoch with the smallest total out of ``workload.repeats`` is
+    returned.
     """
     from minilearn.training import _BatchGatherer, _is_finite
 
@@ -195,9 +202,10 @@ def time_step_parts(workload, X, y):
     return best
 
 
-def format_breakdown(dtype, seconds, floor_seconds):
+def format_breakdown(dtype, seconds, floor_seconds, repeats):
     """Return a Markdown table of milliseconds per epoch for each part of a step."""
-    lines = [f"Parts of a {dtype} minilearn epoch (floor {floor_seconds * 1e3:.0f} ms in this "
+    lines = [f"Parts of a {dtype} minilearn epoch, timed part by part (fastest of {repeats} "
+             f"epochs, run after the rows above; floor {floor_seconds * 1e3:.0f} ms in this "
              "process):", "", "| part | ms per epoch |", "|---|---|"]
     lines += [f"| {part} | {value * 1e3:.1f} |" for part, value in seconds.items()]
     lines.append(f"| total | {sum(seconds.values()) * 1e3:.1f} |")
@@ -271,6 +279,18 @@ def torch_available():
     return True
 
 
+@contextlib.contextmanager
+def _quiet_training_log():
+    """Hide fit's per-epoch log lines, which would repeat "epoch 1/1" for every round."""
+    training_logger = logging.getLogger("minilearn.training")
+    level = training_logger.level
+    training_logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        training_logger.setLevel(level)
+
+
 def run_benchmark(workload, dtypes=("float32", "float64"), peers=("sklearn", "torch")):
     """Time every row for each dtype; returns a list of ``Result``.
 
@@ -280,26 +300,32 @@ def run_benchmark(workload, dtypes=("float32", "float64"), peers=("sklearn", "to
     """
     results = []
     for dtype in dtypes:
-        X, y = workload.make_data(dtype)
-        result = Result(dtype=dtype, dataset_bytes=X.nbytes + y.nbytes)
-        rows = {"floor": lambda: time_floor(workload, X, y),
-                "minilearn": MinilearnRow(workload, X, y).time_epoch}
-        if "sklearn" in peers:
-            rows["scikit-learn"] = SklearnRow(workload, X, y).time_epoch
-        if "torch" in peers:
-            if torch_available():
-                rows["PyTorch"] = TorchRow(workload, X, y).time_epoch
-            else:
-                result.notes["PyTorch"] = "not installed"
-
-        for round_index in range(workload.repeats):
-            logger.info("timing %s: round %d of %d", dtype, round_index + 1, workload.repeats)
-            for name, time_epoch in rows.items():
-                result.seconds[name] = min(result.seconds.get(name, float("inf")), time_epoch())
-
-        result.peak_extra_bytes = measure_minilearn_peak(workload, X, y)
-        results.append(result)
+        with _quiet_training_log():
+            results.append(_run_dtype(workload, dtype, peers))
     return results
+
+
+def _run_dtype(workload, dtype, peers):
+    """Time every row for one dtype and return its ``Result``."""
+    X, y = workload.make_data(dtype)
+    result = Result(dtype=dtype, dataset_bytes=X.nbytes + y.nbytes)
+    rows = {"floor": lambda: time_floor(workload, X, y),
+            "minilearn": MinilearnRow(workload, X, y).time_epoch}
+    if "sklearn" in peers:
+        rows["scikit-learn"] = SklearnRow(workload, X, y).time_epoch
+    if "torch" in peers:
+        if torch_available():
+            rows["PyTorch"] = TorchRow(workload, X, y).time_epoch
+        else:
+            result.notes["PyTorch"] = "not installed"
+
+    for round_index in range(workload.repeats):
+        logger.info("timing %s: round %d of %d", dtype, round_index + 1, workload.repeats)
+        for name, time_epoch in rows.items():
+            result.seconds[name] = min(result.seconds.get(name, float("inf")), time_epoch())
+
+    result.peak_extra_bytes = measure_minilearn_peak(workload, X, y)
+    return result
 
 
 def time_command(arguments, repeats=5):
@@ -320,21 +346,34 @@ def time_startup(repeats=5):
 
 
 def describe_machine():
-    """Return a one-line description: cores, processor, Python, numpy and its BLAS."""
-    blas = "unknown BLAS"
+    """Return a one-line description: cores, processor, Python, numpy's BLAS and the SGD updates.
+
+    A BLAS that another package loaded, such as SciPy's own OpenBLAS, is listed
+    after numpy's.
+    """
+    numpy_blas, other_blas = "an unknown BLAS", []
     try:
         from threadpoolctl import threadpool_info
 
-        libraries = [f"{info.get('internal_api')} {info.get('version')}"
-                     for info in threadpool_info() if info.get("user_api") == "blas"]
-        if libraries:
-            blas = ", ".join(libraries)
+        for info in threadpool_info():
+            if info.get("user_api") != "blas":
+                continue
+            name = f"{info.get('internal_api')} {info.get('version')}"
+            if info.get("architecture"):
+                name += f" ({info['architecture']} kernels)"
+            if "numpy" in info.get("filepath", ""):
+                numpy_blas = name
+            else:
+                other_blas.append(name)
     except ImportError:
         pass
-    updates = "BLAS axpby" if blas_available() else "numpy ufuncs"
-    return (f"{os.cpu_count()} cores, {platform.machine()} {platform.processor() or ''}".strip()
-            + f", Python {platform.python_version()}, numpy {np.__version__} with {blas}"
-            + f", SGD updates through {updates}")
+    updates = "BLAS axpby and axpy" if blas_available() else "numpy ufuncs"
+    description = (f"{os.cpu_count()} cores, {platform.machine()} {platform.processor() or ''}".strip()
+                   + f", Python {platform.python_version()}, numpy {np.__version__} with "
+                   + numpy_blas)
+    if other_blas:
+        description += f", also loaded: {', '.join(other_blas)}"
+    return description + f", SGD updates through {updates}"
 
 
 def format_table(results, workload):

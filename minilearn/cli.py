@@ -74,7 +74,8 @@ def build_parser():
                     "floor), in scikit-learn and in PyTorch (when installed), in this process, "
                     "and print seconds per epoch with each row's ratio to minilearn.")
     bench.add_argument("--quick", action="store_true",
-                       help="a small workload (2,000 samples, 1 repeat) that checks the benchmark runs")
+                       help="a small workload (2,000 samples, 1 round) that checks the benchmark "
+                            "runs")
     bench.add_argument("--dtype", choices=("float32", "float64", "both"), default="both",
                        help="dtype of data and parameters (default: both)")
     bench.add_argument("--samples", type=int, help="training samples N (default 60000)")
@@ -89,6 +90,8 @@ def build_parser():
                        help="skip timing minilearn --help against importing numpy")
     bench.add_argument("--breakdown", action="store_true",
                        help="also time each part of minilearn's training step, in ms per epoch")
+    bench.add_argument("--quiet", action="store_true",
+                       help="print only the results, not the progress of the rounds")
 
     replay = commands.add_parser(
         "replay", help="rerun a run from its config.toml and compare the results bit for bit",
@@ -164,7 +167,11 @@ def build_parser():
 
 def main(argv=None):
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        # argparse reports these from the top-level parser; point to the command's help.
+        _command_parser(parser, args.command).error(
+            f"unrecognized arguments: {' '.join(unknown)}")
     if args.version:
         from minilearn import __version__
 
@@ -193,6 +200,14 @@ def main(argv=None):
         message = " ".join(str(error).split())
         print(f"minilearn: error: {type(error).__name__}: {message}", file=sys.stderr)
         return EXIT_FAILED
+
+
+def _command_parser(parser, command):
+    """Return the subparser of ``command``, or ``parser`` itself when there is none."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction) and command in action.choices:
+            return action.choices[command]
+    return parser
 
 
 def _configure_logging(quiet):
@@ -269,6 +284,11 @@ def _command_bench(args):
             if value < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
             setattr(workload, name, value)
+    if workload.classes < 2:
+        raise ValueError(f"--classes must be at least 2, got {workload.classes}")
+    if workload.samples < workload.classes:
+        raise ValueError(f"--samples must be at least --classes ({workload.classes}) so that "
+                         f"every class occurs, got {workload.samples}")
     dtypes = ("float32", "float64") if args.dtype == "both" else (args.dtype,)
     peers = [peer for peer, skip in (("sklearn", args.no_sklearn), ("torch", args.no_torch))
              if not skip]
@@ -276,17 +296,18 @@ def _command_bench(args):
     results = run_benchmark(workload, dtypes, peers)
     print(f"Machine: {describe_machine()}")
     print(format_table(results, workload))
-    if args.breakdown:
-        for result in results:
-            X, y = workload.make_data(result.dtype)
-            parts = time_step_parts(workload, X, y)
-            print()
-            print(format_breakdown(result.dtype, parts, result.seconds["floor"]))
     if not args.no_startup:
         help_seconds, numpy_seconds = time_startup(repeats=2 if args.quick else 5)
         print(f"- minilearn --help: {help_seconds:.3f} s against {numpy_seconds:.3f} s for "
               f"python -c \"import numpy\" (ratio {help_seconds / numpy_seconds:.2f}, best of "
               f"{2 if args.quick else 5}).")
+    if args.breakdown:
+        for result in results:
+            X, y = workload.make_data(result.dtype)
+            parts = time_step_parts(workload, X, y)
+            print()
+            print(format_breakdown(result.dtype, parts, result.seconds["floor"],
+                                   workload.repeats))
     return EXIT_OK
 
 

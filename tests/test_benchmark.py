@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from minilearn.benchmark import (
     STEP_PARTS,
@@ -55,13 +56,27 @@ def test_benchmark_data_keeps_dtype():
     assert time_floor(Workload(samples=100, features=5, hidden=4, repeats=1), X, y) > 0
 
 
-def test_bench_rejects_bad_sizes():
-    result = subprocess.run([sys.executable, "-m", "minilearn", "bench", "--samples", "0"],
+@pytest.mark.parametrize("arguments, message", [
+    (["--samples", "0"], "minilearn: error: --samples must be a positive integer, got 0"),
+    (["--classes", "1"], "minilearn: error: --classes must be at least 2, got 1"),
+    (["--samples", "50", "--classes", "100"],
+     "minilearn: error: --samples must be at least --classes (100) so that every class occurs, "
+     "got 50"),
+    (["--fast"], "minilearn: error: unrecognized arguments: --fast; see minilearn bench --help"),
+])
+def test_bench_rejects_bad_arguments(arguments, message):
+    result = subprocess.run([sys.executable, "-m", "minilearn", "bench", *arguments],
                             capture_output=True, text=True, timeout=60,
                             env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
 
     assert result.returncode == 2
-    assert "--samples must be a positive integer, got 0" in result.stderr
+    assert result.stderr == message + "\n"
+
+
+def test_benchmark_labels_cover_every_class():
+    _, y = Workload(samples=25, features=3, classes=10).make_data("float64")
+
+    assert set(y.tolist()) == set(range(10))
 
 
 def test_step_breakdown_times_every_part():
@@ -72,7 +87,7 @@ def test_step_breakdown_times_every_part():
 
     assert tuple(parts) == STEP_PARTS
     assert all(seconds > 0 for seconds in parts.values())
-    table = format_breakdown("float32", parts, 0.01)
+    table = format_breakdown("float32", parts, 0.01, workload.repeats)
     assert "| SGD update | " in table
     assert "| total | " in table
 
@@ -80,11 +95,12 @@ def test_step_breakdown_times_every_part():
 def test_bench_breakdown_flag_prints_tables():
     result = subprocess.run(
         [sys.executable, "-m", "minilearn", "bench", "--quick", "--no-torch", "--no-sklearn",
-         "--no-startup", "--breakdown", "--dtype", "float32"],
+         "--no-startup", "--breakdown", "--dtype", "float32", "--quiet"],
         capture_output=True, text=True, timeout=300,
         env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
 
     assert result.returncode == 0, result.stderr
-    assert "Parts of a float32 minilearn epoch" in result.stdout
+    assert "Parts of a float32 minilearn epoch, timed part by part" in result.stdout
+    assert "INFO" not in result.stderr
     assert "| batch gather | " in result.stdout
     assert "SGD updates through " in result.stdout

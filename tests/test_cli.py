@@ -259,3 +259,11 @@ def test_more_bad_input_one_line_exit_2(tmp_path, args, message):
     assert message in result.stderr
     assert "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_unknown_option_points_to_command_help():
+    result = minilearn("run", "configs/mlp_iris.toml", "--bogus")
+
+    assert result.returncode == 2
+    assert result.stderr == ("minilearn: error: unrecognized arguments: --bogus; "
+                             "see minilearn run --help\n")
