@@ -31,8 +31,10 @@ import numpy as np
 logger = logging.getLogger(__name__)
 
 DISABLE_VARIABLE = "MINILEARN_BLAS_UPDATES"
-# Values of the variable that turn the BLAS path off, compared in lower case.
+# Values of the variable that turn the BLAS path off or leave it on, compared in
+# lower case. Unset or empty leaves it on, and any other value is warned about.
 OFF_VALUES = ("0", "false", "no", "off")
+ON_VALUES = ("", "1", "true", "yes", "on")
 
 # Longer vectors take the numpy path, because a 32-bit BLAS interface cannot address them.
 _MAX_INT32 = 2**31 - 1
@@ -97,8 +99,13 @@ def _agrees_with_numpy(functions):
 @functools.lru_cache(maxsize=None)
 def _routines():
     """Return {dtype: (axpby, axpy)} from numpy's OpenBLAS, or an empty dict to use numpy."""
-    if os.environ.get(DISABLE_VARIABLE, "").strip().lower() in OFF_VALUES:
+    setting = os.environ.get(DISABLE_VARIABLE, "").strip().lower()
+    if setting in OFF_VALUES:
         return {}
+    if setting not in ON_VALUES:
+        logger.warning("%s=%r is not one of %s; using BLAS updates where available",
+                       DISABLE_VARIABLE, os.environ[DISABLE_VARIABLE],
+                       ", ".join(OFF_VALUES + ON_VALUES[1:]))
     libraries = _candidate_libraries()
     if len(libraries) != 1:
         return {}

@@ -218,3 +218,14 @@ def test_sgd_copy_continues_identically(copy_optimizer):
 
     np.testing.assert_array_equal(copied_params["w"], params["w"])
     np.testing.assert_array_equal(copied_optimizer.state["w"], optimizer.state["w"])
+
+
+def test_environment_variable_unknown_value_warns():
+    code = ("import logging; logging.basicConfig(); "
+            "from minilearn import blas; print(blas.blas_available())")
+    env = dict(os.environ, MINILEARN_BLAS_UPDATES="disabled")
+
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                            text=True, check=True)
+
+    assert "MINILEARN_BLAS_UPDATES='disabled' is not one of 0, false, no, off" in result.stderr
