@@ -42,6 +42,9 @@ _MAX_INT32 = 2**31 - 1
 
 def _candidate_libraries():
     """Return the OpenBLAS files that numpy's wheels bundle beside the package."""
+    # NOTE: only the Linux wheel's numpy.libs folder has been tried. The .dylibs
+    # folder (macOS) and numpy.libs on Windows are untested guesses at where those
+    # wheels put the library, and a miss falls back to numpy.
     package = Path(np.__file__).resolve().parent
     folders = (package.parent / "numpy.libs", package / ".dylibs")
     return sorted(path for folder in folders if folder.is_dir()

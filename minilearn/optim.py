@@ -185,7 +185,7 @@ class _PlainStep:
 
     With a momentum buffer b it computes b = mu * b + g, then p = p - lr * b, and
     without one p = p - lr * g. It keeps the arrays it was built for, and
-    ``applies_to`` tells whether a later step hands over the same ones.
+    ``applies_to`` returns whether a later step hands over the same ones.
     """
 
     def __init__(self, param, grad, buffer):
