@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from minilearn.blas import blas_available
+from minilearn.blas import blas_available, blas_libraries
 from minilearn.layers import Linear, ReLU
 from minilearn.losses import CrossEntropy
 from minilearn.model import Sequential
@@ -351,22 +351,14 @@ def describe_machine():
     A BLAS that another package loaded, such as SciPy's own OpenBLAS, is listed
     after numpy's.
     """
-    numpy_blas, other_blas = "an unknown BLAS", []
-    try:
-        from threadpoolctl import threadpool_info
-
-        for info in threadpool_info():
-            if info.get("user_api") != "blas":
-                continue
-            name = f"{info.get('internal_api')} {info.get('version')}"
-            if info.get("architecture"):
-                name += f" ({info['architecture']} kernels)"
-            if "numpy" in info.get("filepath", ""):
-                numpy_blas = name
-            else:
-                other_blas.append(name)
-    except ImportError:
-        pass
+    names = []
+    for info in blas_libraries():
+        name = f"{info.get('internal_api')} {info.get('version')}"
+        if info.get("architecture"):
+            name += f" ({info['architecture']} kernels)"
+        names.append(name)
+    numpy_blas = names[0] if names else "an unknown BLAS"
+    other_blas = names[1:]
     updates = "BLAS axpby and axpy" if blas_available() else "numpy ufuncs"
     description = (f"{os.cpu_count()} cores, {platform.machine()} {platform.processor() or ''}".strip()
                    + f", Python {platform.python_version()}, numpy {np.__version__} with "

@@ -129,6 +129,22 @@ def _routines():
     return {}
 
 
+def blas_libraries():
+    """Return threadpoolctl's reports on the loaded BLAS libraries, numpy's first.
+
+    Each report is a dict with keys such as ``internal_api``, ``version``,
+    ``architecture`` and ``filepath``. numpy's library comes from its own package
+    folder, and another package, such as SciPy, may load a second one. The list is
+    empty when threadpoolctl is not installed.
+    """
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return []
+    libraries = [info for info in threadpool_info() if info.get("user_api") == "blas"]
+    return sorted(libraries, key=lambda info: "numpy" not in info.get("filepath", ""))
+
+
 def blas_available():
     """Return whether ``Axpby`` runs in BLAS for contiguous float32 and float64 arrays."""
     return bool(_routines())

@@ -63,6 +63,24 @@ class Layer:
         return f"{type(self).__name__}()"
 
 
+class _ConstantBuffer:
+    """An array filled with one value, kept between batches and grown when a batch needs more rows."""
+
+    def __init__(self, value):
+        self.value = value
+        self.array = None
+
+    def like(self, shape, dtype):
+        """Return a view of the kept array with ``shape`` and ``dtype``, or a scalar for shape ()."""
+        if not shape:
+            return np.dtype(dtype).type(self.value)
+        array = self.array
+        if (array is None or array.dtype != dtype or array.shape[1:] != tuple(shape[1:])
+                or len(array) < shape[0]):
+            array = self.array = np.full(shape, self.value, dtype=dtype)
+        return array[:shape[0]]
+
+
 @LAYERS.register("linear")
 class Linear(Layer):
     """Affine map ``x @ weight + bias``.
@@ -101,6 +119,7 @@ class Linear(Layer):
             self.params["bias"] = np.zeros(self.out_features, dtype=dtype)
             self.grads["bias"] = np.zeros_like(self.params["bias"])
         self._x = None
+        self._ones = _ConstantBuffer(1)
 
     def _initial_weight(self, rng, dtype):
         shape = (self.in_features, self.out_features)
@@ -129,19 +148,12 @@ class Linear(Layer):
         np.matmul(self._x.T, grad_output, out=self.grads["weight"])
         if "bias" in self.params:
             # ones (N,) @ g is the column sum, and BLAS does it faster than np.sum here.
-            np.matmul(self._ones(len(grad_output), grad_output.dtype), grad_output,
+            np.matmul(self._ones.like((len(grad_output),), grad_output.dtype), grad_output,
                       out=self.grads["bias"])
 
         if not self.needs_input_grad:
             return None
         return grad_output @ self.params["weight"].T
-
-    def _ones(self, n, dtype):
-        """Return a vector of n ones, kept from the last batch when it is long enough."""
-        ones = getattr(self, "_ones_cache", None)
-        if ones is None or ones.dtype != dtype or len(ones) < n:
-            ones = self._ones_cache = np.ones(n, dtype=dtype)
-        return ones[:n]
 
     def __repr__(self):
         return f"Linear({self.in_features}, {self.out_features}, dtype={self.params['weight'].dtype})"
@@ -162,26 +174,16 @@ class Identity(Layer):
 class ReLU(Layer):
     """out = max(x, 0) elementwise. dL/dx = dL/d(out) where x > 0, else 0."""
 
-    _zeros = None
+    def __init__(self):
+        super().__init__()
+        # In numpy 2.4, maximum(x, 0) took about four times as long with the scalar 0 as
+        # with an array of zeros, for a float32 batch of shape (128, 256).
+        self._zeros = _ConstantBuffer(0)
 
     def forward(self, x):
         # backward multiplies by this mask, which costs less than comparing again.
         self._mask = x > 0
-        return np.maximum(x, self._zeros_like(x))
-
-    def _zeros_like(self, x):
-        """Return zeros shaped like x, from a cached array when one is large enough.
-
-        In numpy 2.4, maximum(x, 0) took about four times as long with the scalar 0 as
-        with an array of zeros, for a float32 batch of shape (128, 256). So the array is kept.
-        """
-        zeros = self._zeros
-        if x.ndim == 0:
-            return x.dtype.type(0)
-        if (zeros is None or zeros.dtype != x.dtype or zeros.shape[1:] != x.shape[1:]
-                or len(zeros) < len(x)):
-            zeros = self._zeros = np.zeros_like(x)
-        return zeros[:len(x)]
+        return np.maximum(x, self._zeros.like(x.shape, x.dtype))
 
     def backward(self, grad_output):
         return grad_output * self._mask

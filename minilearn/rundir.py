@@ -130,15 +130,11 @@ def numeric_environment():
 
 
 def _openblas_kernel():
-    try:
-        from threadpoolctl import threadpool_info
-    except ImportError:
-        return None
-    # numpy's library comes from its own package folder; SciPy may load another one.
-    libraries = [info for info in threadpool_info() if info.get("internal_api") == "openblas"]
-    numpy_libraries = [info for info in libraries if "numpy" in info.get("filepath", "")]
-    for info in numpy_libraries or libraries:
-        return info.get("architecture")
+    from minilearn.blas import blas_libraries
+
+    for info in blas_libraries():
+        if info.get("internal_api") == "openblas":
+            return info.get("architecture")
     return None
 
 

@@ -405,11 +405,10 @@ def _add_correct(count, outputs, targets):
     """
     if count is None:
         return None
-    if targets.ndim == 2:
-        if targets.shape[1] < 2:
-            return None
-        targets = np.argmax(targets, axis=1)
-    return count + int(np.count_nonzero(np.argmax(outputs, axis=1) == targets))
+    classes = _target_classes(targets)
+    if classes is None:
+        return None
+    return count + int(np.count_nonzero(np.argmax(outputs, axis=1) == classes))
 
 
 def _progress_bar(epochs, progress):

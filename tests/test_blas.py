@@ -127,24 +127,25 @@ def test_overlapping_views_take_numpy_path():
     np.testing.assert_array_equal(base[1:5], expected)
 
 
+def run_with_variable(value):
+    """Return the finished process that prints blas_available() with MINILEARN_BLAS_UPDATES=value."""
+    code = ("import logging; logging.basicConfig(); "
+            "from minilearn import blas; print(blas.blas_available())")
+    env = dict(os.environ, MINILEARN_BLAS_UPDATES=value)
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                          text=True, check=True)
+
+
 @pytest.mark.parametrize("value", ["0", "false", " OFF ", "No"])
 def test_environment_variable_turns_blas_off(value):
-    code = "from minilearn import blas; print(blas.blas_available())"
-    env = dict(os.environ, MINILEARN_BLAS_UPDATES=value)
-
-    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                            text=True, check=True)
+    result = run_with_variable(value)
 
     assert result.stdout.strip() == "False"
 
 
 @needs_blas
 def test_environment_variable_one_keeps_blas():
-    code = "from minilearn import blas; print(blas.blas_available())"
-    env = dict(os.environ, MINILEARN_BLAS_UPDATES="1")
-
-    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                            text=True, check=True)
+    result = run_with_variable("1")
 
     assert result.stdout.strip() == "True"
 
@@ -221,11 +222,6 @@ def test_sgd_copy_continues_identically(copy_optimizer):
 
 
 def test_environment_variable_unknown_value_warns():
-    code = ("import logging; logging.basicConfig(); "
-            "from minilearn import blas; print(blas.blas_available())")
-    env = dict(os.environ, MINILEARN_BLAS_UPDATES="disabled")
-
-    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                            text=True, check=True)
+    result = run_with_variable("disabled")
 
     assert "MINILEARN_BLAS_UPDATES='disabled' is not one of 0, false, no, off" in result.stderr
